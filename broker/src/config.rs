@@ -1,0 +1,212 @@
+//! Typed configuration with defaults and validation.
+//!
+//! Every limit lives here, with its unit at the end of its name. Keys are named after Kafka's
+//! (`segment_bytes` is Kafka's `log.segment.bytes` / `segment.bytes`), so a Kafka operator finds
+//! them where they expect.
+
+use std::path::PathBuf;
+
+/// The largest segment file: positions inside a segment are 32-bit, as in Kafka.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// The smallest segment file that still holds one batch header.
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+
+/// A configuration value outside its allowed range.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("invalid configuration: {key} = {value}: {reason}")]
+pub struct ConfigError {
+    /// The configuration key, as written in the config file.
+    pub key: &'static str,
+    /// The rejected value, as text.
+    pub value: String,
+    /// What the value must be instead.
+    pub reason: &'static str,
+}
+
+/// How one partition's log is laid out, kept and flushed. The per-topic configs of Kafka
+/// (`segment.bytes`, `retention.ms`, …) map onto these fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Size a segment file is preallocated to; a new segment is rolled when the next batch does
+    /// not fit. Kafka: `segment.bytes`.
+    pub segment_bytes: u64,
+    /// Age after which the active segment is rolled even if not full. Kafka: `segment.ms`.
+    pub segment_ms: i64,
+    /// Bytes of log between two entries of the sparse offset and time indexes.
+    /// Kafka: `index.interval.bytes`.
+    pub index_interval_bytes: u64,
+    /// Size each index file of a segment is preallocated to; a full index rolls the segment.
+    /// Kafka: `segment.index.bytes`.
+    pub segment_index_bytes: u64,
+    /// Delete segments whose newest record is older than this; `None` keeps them forever.
+    /// Kafka: `retention.ms` (-1 there means `None`).
+    pub retention_ms: Option<i64>,
+    /// Delete the oldest segments while the log is larger than this; `None` means no limit.
+    /// Kafka: `retention.bytes`.
+    pub retention_bytes: Option<u64>,
+    /// Flush (fsync) after this many records; `Some(1)` flushes every write; `None` leaves
+    /// durability to replication and the operating system. Kafka: `flush.messages`.
+    pub flush_messages: Option<u64>,
+    /// Flush when the oldest unflushed write is this old; `None` disables. Kafka: `flush.ms`.
+    pub flush_ms: Option<i64>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_bytes: None,
+            flush_messages: None,
+            flush_ms: None,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks every value against its allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key, value: String, reason| Err(ConfigError { key, value, reason });
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return err(
+                "segment_bytes",
+                self.segment_bytes.to_string(),
+                "must be between 1024 and 2147483647 (2 GiB - 1)",
+            );
+        }
+        if self.segment_ms <= 0 {
+            return err(
+                "segment_ms",
+                self.segment_ms.to_string(),
+                "must be positive",
+            );
+        }
+        if self.index_interval_bytes > SEGMENT_BYTES_MAX {
+            return err(
+                "index_interval_bytes",
+                self.index_interval_bytes.to_string(),
+                "must be at most 2147483647",
+            );
+        }
+        if !(64..=SEGMENT_BYTES_MAX).contains(&self.segment_index_bytes) {
+            return err(
+                "segment_index_bytes",
+                self.segment_index_bytes.to_string(),
+                "must be between 64 and 2147483647",
+            );
+        }
+        if let Some(ms) = self.retention_ms
+            && ms < 0
+        {
+            return err(
+                "retention_ms",
+                ms.to_string(),
+                "must be at least 0 (or unset)",
+            );
+        }
+        if self.flush_messages == Some(0) {
+            return err(
+                "flush_messages",
+                "0".into(),
+                "must be at least 1 (or unset)",
+            );
+        }
+        if let Some(ms) = self.flush_ms
+            && ms < 0
+        {
+            return err("flush_ms", ms.to_string(), "must be at least 0 (or unset)");
+        }
+        Ok(())
+    }
+}
+
+/// Configuration of the storage layer of one broker: where the data lives, how partitions'
+/// logs default, and how often the background tasks run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// The data directory; partition logs live in `<data_dir>/topics/<topic>-<partition>/`.
+    pub data_dir: PathBuf,
+    /// Defaults for every partition's log.
+    pub log: LogConfig,
+    /// How often retention is checked.
+    pub retention_check_interval_ms: u64,
+    /// How often logs are checked for a due `flush_ms` flush and sealed segments are synced.
+    pub flush_check_interval_ms: u64,
+    /// How often the recovery checkpoint is written.
+    pub recovery_checkpoint_interval_ms: u64,
+    /// Threads that open and recover partition logs at start.
+    pub recovery_threads: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("weir-data"),
+            log: LogConfig::default(),
+            retention_check_interval_ms: 5 * 60 * 1000,
+            flush_check_interval_ms: 1000,
+            recovery_checkpoint_interval_ms: 60 * 1000,
+            recovery_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Checks every value against its allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.log.validate()?;
+        let positive = [
+            (
+                "retention_check_interval_ms",
+                self.retention_check_interval_ms,
+            ),
+            ("flush_check_interval_ms", self.flush_check_interval_ms),
+            (
+                "recovery_checkpoint_interval_ms",
+                self.recovery_checkpoint_interval_ms,
+            ),
+            ("recovery_threads", self.recovery_threads as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError {
+                    key,
+                    value: "0".into(),
+                    reason: "must be positive",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(StorageConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_allowed_range() {
+        let config = LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "invalid configuration: segment_bytes = 10: must be between 1024 and 2147483647 (2 GiB - 1)"
+        );
+        let config = LogConfig {
+            flush_messages: Some(0),
+            ..LogConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().key, "flush_messages");
+    }
+}

@@ -1,0 +1,960 @@
+//! One partition's log: an ordered list of segments, the last of which takes appends.
+//!
+//! ```text
+//!  log_start_offset                                             log_end_offset
+//!  v                                                            v
+//!  [ segment 0 (sealed) ][ segment 120 (sealed) ][ segment 377 (active) ...... ]
+//! ```
+//!
+//! One writer at a time (appends, rolls, truncation, retention take the writer lock); any
+//! number of readers, which take a snapshot of the segment list under a lock held for one
+//! `Arc` clone and then read the maps without locks. Offsets and positions are published with
+//! release stores after the bytes are in place, so a reader never sees a partial batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+use bytes::Bytes;
+use weir_proto::batch::{self, BatchHeader};
+
+use super::error::{Error, Result};
+use super::index::{self, OffsetEntry};
+use super::mmap;
+use super::recovery::{self, ScanStart};
+use super::segment::{
+    self, ActiveSegment, Capacity, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Placement, Segment,
+    TIME_INDEX_SUFFIX,
+};
+use crate::clock::Clock;
+use crate::config::{LogConfig, SEGMENT_BYTES_MAX};
+
+/// What the owner of a log recorded about it: saved in the recovery checkpoint, given back
+/// when the log is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCheckpoint {
+    /// The first offset consumers may read.
+    pub log_start_offset: i64,
+    /// Every batch below this offset was flushed to disk.
+    pub recovery_point: i64,
+}
+
+/// How the log was last closed, as its owner knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenState {
+    /// The log was closed with [`Log::close`] and nothing wrote to it since.
+    pub clean_shutdown: bool,
+    /// The last checkpoint, if there is one. Without one, every segment is recovered.
+    pub checkpoint: Option<LogCheckpoint>,
+}
+
+/// What an append stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The largest batch timestamp appended.
+    pub max_timestamp: i64,
+    /// Number of batches appended.
+    pub batch_count: usize,
+    /// Bytes appended.
+    pub bytes: usize,
+}
+
+/// A record found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// The record's offset.
+    pub offset: i64,
+}
+
+/// One partition's log. See the module documentation.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    config: RwLock<LogConfig>,
+    /// Sorted by base offset; the last one is the active segment.
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    recovery_point: AtomicI64,
+    /// Records appended since the last flush, and when the first of them was.
+    unflushed_records: AtomicU64,
+    first_unflushed_ms: AtomicI64,
+    /// The writer; `None` once closed.
+    writer: Mutex<Option<ActiveSegment>>,
+    /// Serializes flushes with each other and with truncation.
+    flush_lock: Mutex<()>,
+    /// Segment files were created since the directory was last synced.
+    directory_changed: AtomicBool,
+    /// Set when a flush failed: the log then refuses writes.
+    offline: OnceLock<String>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock is a bug that already failed loudly; the state it guards
+    // is published through atomics only when complete, so it is safe to keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating the directory and a first segment if there is none,
+    /// and recovering segments that may hold unflushed data (see [`super::recovery`]).
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        state: OpenState,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let bases = list_segments(&dir)?;
+        let opened = open_segments(&dir, &bases, &config, clock.now_ms(), state)?;
+        let active = opened.active;
+        let mut segments = opened.sealed;
+        segments.push(Arc::clone(active.segment()));
+        let log_end_offset = active.segment().next_offset();
+        let first_base = segments[0].base_offset();
+        let log_start_offset = state
+            .checkpoint
+            .map_or(first_base, |c| c.log_start_offset.max(first_base))
+            .min(log_end_offset);
+        let log = Log {
+            dir,
+            clock,
+            config: RwLock::new(config),
+            segments: RwLock::new(Arc::new(segments)),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            recovery_point: AtomicI64::new(opened.flushed_below.min(log_end_offset)),
+            unflushed_records: AtomicU64::new(0),
+            first_unflushed_ms: AtomicI64::new(-1),
+            writer: Mutex::new(Some(active)),
+            flush_lock: Mutex::new(()),
+            directory_changed: AtomicBool::new(true),
+            offline: OnceLock::new(),
+        };
+        // What recovery kept is now known good; make it durable before calling it flushed.
+        log.flush()?;
+        Ok(log)
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The first offset still held.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Every batch below this offset is flushed to disk.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// What the recovery checkpoint should record for this log.
+    pub fn checkpoint(&self) -> LogCheckpoint {
+        LogCheckpoint {
+            log_start_offset: self.log_start_offset(),
+            recovery_point: self.recovery_point(),
+        }
+    }
+
+    /// The log's current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration; it applies from the next append or retention run.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The segments, oldest first; the last one is active.
+    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        Arc::clone(&self.segments.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn publish_segments(&self, segments: Vec<Arc<Segment>>) {
+        *self.segments.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(segments);
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments().len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments().iter().map(|s| s.base_offset()).collect()
+    }
+
+    /// Bytes of batches held, over all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments().iter().map(|s| s.size() as u64).sum()
+    }
+
+    /// Appends the record batches in `batches` as the leader: each gets the next offsets and
+    /// `leader_epoch`. The bytes are validated (length, magic, CRC) before anything is written.
+    pub fn append(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_batches(batches, Some(leader_epoch))
+    }
+
+    /// Appends batches copied from the leader, keeping their offsets and leader epochs. Their
+    /// offsets must be above the log end offset; a gap (from the leader's compaction) is
+    /// allowed and is flushed at once, so the unflushed tail of a log never has gaps.
+    pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo> {
+        self.append_batches(batches, None)
+    }
+
+    fn append_batches(&self, data: &[u8], leader_epoch: Option<i32>) -> Result<AppendInfo> {
+        let headers = validate_batches(data)?;
+        if data.len() as u64 > SEGMENT_BYTES_MAX {
+            return Err(Error::BatchTooLarge {
+                bytes: data.len(),
+                limit: SEGMENT_BYTES_MAX,
+            });
+        }
+        let mut writer = lock(&self.writer);
+        self.check_online()?;
+        let log_end_offset = self.log_end_offset();
+        let mut next_offset = log_end_offset;
+        let mut placements = Vec::with_capacity(headers.len());
+        let mut max_timestamp = -1;
+        let mut records = 0u64;
+        for (position, header) in headers {
+            let base_offset = match leader_epoch {
+                Some(_) => next_offset,
+                None if header.base_offset >= next_offset => header.base_offset,
+                None => {
+                    return Err(Error::OffsetsNotIncreasing {
+                        dir: self.dir.clone(),
+                        base_offset: header.base_offset,
+                        log_end_offset: next_offset,
+                    });
+                }
+            };
+            next_offset = base_offset + i64::from(header.last_offset_delta) + 1;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            records += u64::try_from(header.record_count).unwrap_or(0);
+            placements.push(Placement {
+                position,
+                header,
+                base_offset,
+                leader_epoch,
+            });
+        }
+        let first_offset = placements[0].base_offset;
+        let active = self.prepare_append(&mut writer, data.len(), first_offset, next_offset - 1)?;
+        active.append(data, &placements);
+        self.log_end_offset.store(next_offset, Ordering::Release);
+
+        self.note_unflushed(records);
+        let gap = first_offset > log_end_offset;
+        let flush_messages = self.config().flush_messages;
+        if gap
+            || flush_messages.is_some_and(|n| self.unflushed_records.load(Ordering::Acquire) >= n)
+        {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset: first_offset,
+            last_offset: next_offset - 1,
+            max_timestamp,
+            batch_count: placements.len(),
+            bytes: data.len(),
+        })
+    }
+
+    fn note_unflushed(&self, records: u64) {
+        self.unflushed_records.fetch_add(records, Ordering::AcqRel);
+        let now = self.clock.now_ms();
+        // Only the first unflushed append sets the time; a failed exchange means one did.
+        let _already_set =
+            self.first_unflushed_ms
+                .compare_exchange(-1, now, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn check_online(&self) -> Result<()> {
+        match self.offline.get() {
+            Some(cause) => Err(Error::LogOffline {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Returns the active segment, rolled first if `bytes` more bytes ending at `last_offset`
+    /// do not fit, or it is older than `segment_ms`.
+    fn prepare_append<'w>(
+        &self,
+        writer: &'w mut Option<ActiveSegment>,
+        bytes: usize,
+        first_offset: i64,
+        last_offset: i64,
+    ) -> Result<&'w mut ActiveSegment> {
+        let active = writer.as_mut().ok_or_else(|| Error::Closed {
+            dir: self.dir.clone(),
+        })?;
+        let config = self.config();
+        let empty = active.segment().is_empty();
+        let expired = self.clock.now_ms() - active.rolling_base_ms() >= config.segment_ms;
+        if !active.has_room(bytes, last_offset) || (expired && !empty) {
+            self.roll_to(writer, first_offset, bytes)?;
+        }
+        let active = writer.as_mut().expect("roll keeps an active segment");
+        assert!(
+            active.has_room(bytes, last_offset),
+            "a fresh segment has room for the append"
+        );
+        Ok(active)
+    }
+
+    /// Starts a new active segment at the log end offset, if the active one holds anything.
+    pub fn roll(&self) -> Result<()> {
+        let mut writer = lock(&self.writer);
+        self.check_online()?;
+        let active = writer.as_ref().ok_or_else(|| Error::Closed {
+            dir: self.dir.clone(),
+        })?;
+        if active.segment().is_empty() {
+            return Ok(());
+        }
+        self.roll_to(&mut writer, self.log_end_offset(), 0)
+    }
+
+    /// Replaces the active segment by a new one at `base_offset` with room for at least
+    /// `bytes`. An empty active segment is removed rather than sealed. If the new segment
+    /// cannot be created (a full disk), the log is left as it was.
+    fn roll_to(
+        &self,
+        writer: &mut Option<ActiveSegment>,
+        base_offset: i64,
+        bytes: usize,
+    ) -> Result<()> {
+        let config = self.config();
+        let capacity = capacity(&config, bytes);
+        let now = self.clock.now_ms();
+        let old = writer.as_ref().expect("caller checked the log is open");
+        let mut segments: Vec<_> = self.segments().iter().cloned().collect();
+        if old.segment().is_empty() {
+            // Reuse the empty segment's place: remove it, then create the new one. Its base
+            // offset may be the same, so its files go first.
+            let old_base = old.segment().base_offset();
+            let old_capacity = old.capacity();
+            let old = writer.take().expect("checked above");
+            let old_segment = Arc::clone(old.segment());
+            drop(old);
+            old_segment.delete_files()?;
+            match ActiveSegment::create(&self.dir, base_offset, capacity, now) {
+                Ok(new) => {
+                    segments.pop();
+                    segments.push(Arc::clone(new.segment()));
+                    *writer = Some(new);
+                }
+                Err(e) => {
+                    // Put back an empty segment where it was; its files fit before.
+                    let old = ActiveSegment::create(&self.dir, old_base, old_capacity, now)
+                        .inspect_err(|e| self.go_offline(e))?;
+                    segments.pop();
+                    segments.push(Arc::clone(old.segment()));
+                    self.publish_segments(segments);
+                    *writer = Some(old);
+                    return Err(e);
+                }
+            }
+        } else {
+            let new = ActiveSegment::create(&self.dir, base_offset, capacity, now)?;
+            segments.push(Arc::clone(new.segment()));
+            let old = writer.replace(new).expect("checked above");
+            old.seal();
+        }
+        self.publish_segments(segments);
+        self.directory_changed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes the log offline after a failure that left its files in an unknown state.
+    fn go_offline(&self, error: &Error) {
+        let _first_failure_wins = self.offline.set(error.to_string());
+        tracing::error!(dir = %self.dir.display(), %error, "the log is offline");
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (the
+    /// first batch is returned whole even if larger). An offset at the log end gives no bytes;
+    /// one below the log start or past the end is [`Error::OffsetOutOfRange`]. The bytes share
+    /// the segment's memory map; nothing is copied.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        self.read_below(offset, max_bytes, i64::MAX)
+    }
+
+    /// As [`Log::read`], returning only batches that end below `upper_offset` (for example the
+    /// high watermark).
+    pub fn read_below(&self, offset: i64, max_bytes: usize, upper_offset: i64) -> Result<Bytes> {
+        // Order matters: the end first, then the segments (rolled before the end moves), then
+        // the start (moved before segments are dropped).
+        let log_end_offset = self.log_end_offset();
+        let segments = self.segments();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(Error::OffsetOutOfRange {
+                dir: self.dir.clone(),
+                offset,
+                log_start_offset,
+                log_end_offset,
+            });
+        }
+        let upper_offset = upper_offset.min(log_end_offset);
+        let first = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for segment in &segments[first..] {
+            if segment.base_offset() >= upper_offset {
+                break;
+            }
+            if let Some((position, _)) = segment.find_offset(offset)? {
+                return segment.read_from(position, max_bytes, upper_offset);
+            }
+        }
+        Ok(Bytes::new())
+    }
+
+    /// The first record whose timestamp is at least `timestamp`, at or after the log start
+    /// offset, or `None` if every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let segments = self.segments();
+        let log_start_offset = self.log_start_offset();
+        for segment in segments.iter() {
+            if segment.max_timestamp() < timestamp || segment.next_offset() <= log_start_offset {
+                continue;
+            }
+            let Some((mut position, _)) = segment.find_timestamp(timestamp)? else {
+                continue;
+            };
+            // Batches from here on may hold the record; look inside each in turn.
+            while position < segment.size() {
+                let bytes = segment.read_from(position, 0, i64::MAX)?;
+                let records = batch::decode(&bytes).map_err(|e| Error::Corrupt {
+                    path: segment.log_path().to_path_buf(),
+                    position: position as u64,
+                    reason: e.to_string(),
+                })?;
+                let found = records
+                    .iter()
+                    .find(|r| r.timestamp >= timestamp && r.offset >= log_start_offset);
+                if let Some(record) = found {
+                    let found = TimestampOffset {
+                        timestamp: record.timestamp,
+                        offset: record.offset,
+                    };
+                    return Ok(Some(found));
+                }
+                position += bytes.len();
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch holding an offset at or above `offset`, for a follower whose log
+    /// diverged from its leader's. Returns the new log end offset, which is `offset` or the
+    /// base offset of a batch that straddled it. Only data no consumer was allowed to read
+    /// (above the high watermark) may be truncated.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let mut writer = lock(&self.writer);
+        self.check_online()?;
+        if writer.is_none() {
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        let log_end_offset = self.log_end_offset();
+        if offset >= log_end_offset {
+            return Ok(log_end_offset);
+        }
+        let _flushing = lock(&self.flush_lock);
+        let segments = self.segments();
+        let keep = segments.partition_point(|s| s.base_offset() <= offset);
+        let truncated = if keep == 0 {
+            self.truncate_fully(&mut writer, &segments, offset)
+        } else {
+            self.truncate_in_segment(&mut writer, &segments, keep - 1, offset)
+        };
+        // A failure part way leaves files and the segment list apart; only a restart, which
+        // recovers from the files, puts them together again.
+        let new_end = truncated.inspect_err(|e| self.go_offline(e))?;
+        self.directory_changed.store(true, Ordering::Release);
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
+        self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
+        Ok(new_end)
+    }
+
+    /// Truncation below every segment: all go, and an empty one starts at `offset`.
+    fn truncate_fully(
+        &self,
+        writer: &mut Option<ActiveSegment>,
+        segments: &[Arc<Segment>],
+        offset: i64,
+    ) -> Result<i64> {
+        let capacity = capacity(&self.config(), 0);
+        *writer = None;
+        for segment in segments {
+            segment.delete_files()?;
+        }
+        let active = ActiveSegment::create(&self.dir, offset, capacity, self.clock.now_ms())?;
+        self.publish_segments(vec![Arc::clone(active.segment())]);
+        *writer = Some(active);
+        self.log_start_offset.store(offset, Ordering::Release);
+        Ok(offset)
+    }
+
+    /// Truncation inside segment `index`, which becomes the active segment.
+    fn truncate_in_segment(
+        &self,
+        writer: &mut Option<ActiveSegment>,
+        segments: &[Arc<Segment>],
+        index: usize,
+        offset: i64,
+    ) -> Result<i64> {
+        let target = &segments[index];
+        let found = target.find_offset(offset)?;
+        let position = found.map_or(target.size(), |(position, _)| position);
+        let mut new_end = found.map_or(offset, |(_, header)| header.base_offset.min(offset));
+        if found.is_none() {
+            // No batch of this segment reaches `offset`; the first removed one is later.
+            for segment in &segments[index + 1..] {
+                if let Some(first) = segment.first_batch_offset()? {
+                    new_end = first.min(offset);
+                    break;
+                }
+            }
+        }
+        let is_active = index + 1 == segments.len();
+        for segment in &segments[index + 1..] {
+            segment.delete_files()?;
+        }
+        if is_active {
+            let active = writer.as_mut().expect("caller checked the log is open");
+            active.truncate_at(position)?;
+            active.sync()?;
+        } else {
+            *writer = None;
+            let capacity = capacity(&self.config(), position);
+            let now = self.clock.now_ms();
+            let base = target.base_offset();
+            let active = ActiveSegment::reopen(&self.dir, base, capacity, position, false, now)?;
+            active.sync()?;
+            let mut kept: Vec<_> = segments[..index].to_vec();
+            kept.push(Arc::clone(active.segment()));
+            self.publish_segments(kept);
+            *writer = Some(active);
+            return Ok(new_end);
+        }
+        self.publish_segments(segments[..=index].to_vec());
+        Ok(new_end)
+    }
+
+    /// Deletes the oldest segments that retention no longer keeps: those whose newest record
+    /// is older than `retention_ms`, then while the log is over `retention_bytes` by at least a
+    /// segment. The active segment goes too if it qualifies (a new one is rolled first).
+    /// Returns how many segments were deleted.
+    pub fn delete_expired_segments(&self) -> Result<usize> {
+        let mut writer = lock(&self.writer);
+        self.check_online()?;
+        if writer.is_none() {
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        let config = self.config();
+        let segments = self.segments();
+        let now = self.clock.now_ms();
+        let mut count = 0;
+        if let Some(retention_ms) = config.retention_ms {
+            count = segments
+                .iter()
+                .take_while(|s| !s.is_empty() && s.max_timestamp() < now - retention_ms)
+                .count();
+        }
+        if let Some(retention_bytes) = config.retention_bytes {
+            let mut excess = self.size_bytes().saturating_sub(retention_bytes);
+            for segment in &segments[..count] {
+                excess = excess.saturating_sub(segment.size() as u64);
+            }
+            for segment in &segments[count..] {
+                if segment.is_empty() || (segment.size() as u64) > excess {
+                    break;
+                }
+                excess -= segment.size() as u64;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == segments.len() {
+            // The active segment goes too: roll a fresh one to append to.
+            self.roll_to(&mut writer, self.log_end_offset(), 0)?;
+        }
+        self.delete_first_segments(count)?;
+        Ok(count)
+    }
+
+    /// Drops the `count` oldest segments and moves the log start offset past them.
+    fn delete_first_segments(&self, count: usize) -> Result<()> {
+        let segments = self.segments();
+        debug_assert!(
+            count < segments.len(),
+            "the active segment is never deleted"
+        );
+        let remaining: Vec<_> = segments[count..].to_vec();
+        let new_start = remaining[0].base_offset();
+        // Move the start before dropping segments: a reader that misses a segment then sees
+        // the new start and answers OffsetOutOfRange rather than skipping ahead.
+        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        self.publish_segments(remaining);
+        for segment in &segments[..count] {
+            segment.delete_files()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable and moves the recovery point to the log end.
+    /// A failed flush takes the log offline (see [`Error::LogOffline`]).
+    pub fn flush(&self) -> Result<()> {
+        self.flush_below(self.log_end_offset())
+    }
+
+    /// Flushes the sealed segments only, moving the recovery point to the active segment's
+    /// base offset. Cheap when they were flushed before.
+    pub fn flush_sealed(&self) -> Result<()> {
+        let active_base = self.segments().last().map_or(0, |s| s.base_offset());
+        self.flush_below(active_base)
+    }
+
+    /// Flushes if `flush_ms` is set and the oldest unflushed append is that old. Returns
+    /// whether it flushed.
+    pub fn flush_if_due(&self) -> Result<bool> {
+        let Some(flush_ms) = self.config().flush_ms else {
+            return Ok(false);
+        };
+        let first = self.first_unflushed_ms.load(Ordering::Acquire);
+        if first < 0 || self.clock.now_ms() - first < flush_ms {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn flush_below(&self, target: i64) -> Result<()> {
+        let _flushing = lock(&self.flush_lock);
+        let recovery_point = self.recovery_point();
+        if target <= recovery_point {
+            return Ok(());
+        }
+        if target >= self.log_end_offset() {
+            self.unflushed_records.store(0, Ordering::Release);
+            self.first_unflushed_ms.store(-1, Ordering::Release);
+        }
+        let segments = self.segments();
+        let pending = segments
+            .iter()
+            .filter(|s| s.next_offset() > recovery_point && s.base_offset() < target);
+        for segment in pending {
+            segment.sync().inspect_err(|e| self.go_offline(e))?;
+        }
+        if self.directory_changed.swap(false, Ordering::AcqRel) {
+            sync_directory(&self.dir).inspect_err(|e| self.go_offline(e))?;
+        }
+        self.recovery_point.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Flushes everything, seals the active segment (trimming its files) and refuses further
+    /// writes. Reads keep working.
+    pub fn close(&self) -> Result<()> {
+        let mut writer = lock(&self.writer);
+        let Some(active) = writer.take() else {
+            return Ok(());
+        };
+        let flushed = self.flush();
+        active.seal();
+        flushed
+    }
+}
+
+/// Sizes of a new active segment with room for at least `bytes`.
+fn capacity(config: &LogConfig, bytes: usize) -> Capacity {
+    Capacity {
+        log_bytes: config.segment_bytes.max(bytes as u64),
+        index_bytes: config.segment_index_bytes,
+        index_interval_bytes: config.index_interval_bytes,
+    }
+}
+
+/// Validates every batch of an append; returns each one's position and header.
+fn validate_batches(data: &[u8]) -> Result<Vec<(usize, BatchHeader)>> {
+    let mut headers = Vec::new();
+    let mut position = 0;
+    while position < data.len() {
+        let header = batch::validate(&data[position..])
+            .map_err(|source| Error::InvalidBatch { position, source })?;
+        headers.push((position, header));
+        position += header.size();
+    }
+    if headers.is_empty() {
+        return Err(Error::EmptyAppend);
+    }
+    Ok(headers)
+}
+
+/// The base offsets of the segments in `dir`, with their log file lengths. Index files without
+/// a log file are removed; other files are left alone.
+fn list_segments(dir: &Path) -> Result<BTreeMap<i64, u64>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut logs = BTreeMap::new();
+    let mut indexes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some((stem, suffix)) = name.to_str().and_then(|n| n.split_once('.')) else {
+            continue;
+        };
+        let Ok(base_offset) = stem.parse::<i64>() else {
+            continue;
+        };
+        if stem.len() != 20 || base_offset < 0 {
+            continue;
+        }
+        match suffix {
+            LOG_SUFFIX => {
+                let len = entry
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &entry.path(), e))?
+                    .len();
+                logs.insert(base_offset, len);
+            }
+            OFFSET_INDEX_SUFFIX | TIME_INDEX_SUFFIX => indexes.push((base_offset, entry.path())),
+            _ => {}
+        }
+    }
+    for (base_offset, path) in indexes {
+        if !logs.contains_key(&base_offset) {
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io("remove orphaned index", &path, e))?;
+        }
+    }
+    Ok(logs)
+}
+
+/// The segments of a log after opening: sealed ones and the active one, and the offset below
+/// which everything is known flushed.
+struct Opened {
+    sealed: Vec<Arc<Segment>>,
+    active: ActiveSegment,
+    flushed_below: i64,
+}
+
+/// Opens the segments found in `dir`, recovering those that may hold unflushed data.
+fn open_segments(
+    dir: &Path,
+    bases: &BTreeMap<i64, u64>,
+    config: &LogConfig,
+    now_ms: i64,
+    state: OpenState,
+) -> Result<Opened> {
+    let checkpoint = state.checkpoint;
+    let flushed_below = if state.clean_shutdown {
+        i64::MAX
+    } else {
+        checkpoint.map_or(0, |c| c.recovery_point)
+    };
+    let bases: Vec<(i64, u64)> = bases.iter().map(|(&b, &l)| (b, l)).collect();
+    if bases.is_empty() {
+        let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
+        let active = ActiveSegment::create(dir, base, capacity(config, 0), now_ms)?;
+        return Ok(Opened {
+            sealed: Vec::new(),
+            active,
+            flushed_below: base,
+        });
+    }
+    let mut sealed = Vec::new();
+    let mut next = ScanStart {
+        segment_base_offset: bases[0].0,
+        next_offset: bases[0].0,
+        flushed_below,
+        last_epoch: -1,
+    };
+    let mut recovered_from = None;
+    for (i, &(base_offset, file_len)) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).map(|&(b, _)| b);
+        let is_last = next_base.is_none();
+        next.segment_base_offset = base_offset;
+        if next_base.is_some_and(|b| b <= flushed_below) || state.clean_shutdown {
+            // Flushed: trust the batches, check the indexes.
+            let (segment, index_problem) = open_flushed(dir, base_offset, file_len)?;
+            next.next_offset = segment.next_offset();
+            next.last_epoch = last_epoch(&segment)?.unwrap_or(next.last_epoch);
+            if index_problem.is_none() && !is_last {
+                sealed.push(Arc::new(segment));
+                continue;
+            }
+            if let Some((path, problem)) = &index_problem {
+                tracing::warn!(path = %path.display(), problem = %problem,
+                    "rebuilding an index that disagrees with its log");
+            }
+            let valid_len = segment.size();
+            drop(segment);
+            let capacity = capacity(config, valid_len);
+            let trusted = index_problem.is_none();
+            let active =
+                ActiveSegment::reopen(dir, base_offset, capacity, valid_len, trusted, now_ms)?;
+            if is_last {
+                return Ok(Opened {
+                    sealed,
+                    active,
+                    flushed_below,
+                });
+            }
+            sealed.push(active.seal());
+            continue;
+        }
+        if next.next_offset < base_offset && next.next_offset >= flushed_below {
+            // The previous segment ended before this one's base offset, and this one holds
+            // unflushed data: a roll at a replicated gap. The contiguous tail starts here.
+            next.next_offset = base_offset;
+        }
+        let path = segment::segment_path(dir, base_offset, LOG_SUFFIX);
+        let scan = scan_file(&path, file_len, next)?;
+        if let Some(reason) = &scan.damage {
+            tracing::warn!(path = %path.display(), position = scan.valid_len, reason = %reason,
+                "recovery truncates the log at the first invalid batch");
+        }
+        if file_len > scan.valid_len as u64 {
+            truncate_file(&path, scan.valid_len as u64)?;
+        }
+        let capacity = capacity(config, scan.valid_len);
+        let active =
+            ActiveSegment::reopen(dir, base_offset, capacity, scan.valid_len, false, now_ms)?;
+        next.next_offset = scan.next_offset;
+        next.last_epoch = scan.last_epoch;
+        // Recovered bytes may be in the page cache only; the log flushes them once open.
+        let recovered_from = *recovered_from.get_or_insert(base_offset);
+        if scan.damage.is_some() || is_last {
+            for &(later, _) in &bases[i + 1..] {
+                tracing::warn!(dir = %dir.display(), base_offset = later,
+                    "recovery removes a segment after the truncation point");
+                for path in segment::SegmentPaths::new(dir, later).all() {
+                    remove_if_exists(path)?;
+                }
+            }
+            return Ok(Opened {
+                sealed,
+                active,
+                flushed_below: flushed_below.min(recovered_from),
+            });
+        }
+        sealed.push(active.seal());
+    }
+    unreachable!("the last segment returns from the loop")
+}
+
+/// Opens a segment whose batches were flushed (so are trusted) and checks its indexes; returns
+/// the segment and, if an index disagrees with the log, which one and why.
+fn open_flushed(
+    dir: &Path,
+    base_offset: i64,
+    file_len: u64,
+) -> Result<(Segment, Option<(PathBuf, String)>)> {
+    let paths = segment::SegmentPaths::new(dir, base_offset);
+    let missing = [&paths.offset_index, &paths.time_index]
+        .into_iter()
+        .find(|p| !p.exists());
+    let segment =
+        Segment::open_sealed(dir, base_offset, usize::try_from(file_len).expect("64-bit"))?;
+    if let Some(path) = missing {
+        return Ok((
+            segment,
+            Some((path.clone(), "the file is missing".to_string())),
+        ));
+    }
+    let max_relative =
+        u32::try_from((segment.next_offset() - base_offset).max(0)).unwrap_or(u32::MAX);
+    let problem = index::offset_index_problem(segment.offset_index_bytes(), segment.size() as u64)
+        .map(|p| (paths.offset_index.clone(), p))
+        .or_else(|| {
+            index::time_index_problem(segment.time_index_bytes(), max_relative)
+                .map(|p| (paths.time_index.clone(), p))
+        });
+    Ok((segment, problem))
+}
+
+fn truncate_file(path: &Path, len: u64) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    file.set_len(len)
+        .map_err(|e| Error::io("truncate", path, e))
+}
+
+/// The leader epoch of a segment's last batch.
+fn last_epoch(segment: &Segment) -> Result<Option<i32>> {
+    let start = index::last::<OffsetEntry>(segment.offset_index_bytes()).map_or(0, |e| e.position);
+    let log = segment.log_bytes();
+    let mut position = start as usize;
+    let mut epoch = None;
+    while position < log.len() {
+        let header = BatchHeader::parse(&log[position..]).map_err(|e| Error::Corrupt {
+            path: segment.log_path().to_path_buf(),
+            position: position as u64,
+            reason: e.to_string(),
+        })?;
+        epoch = Some(header.partition_leader_epoch);
+        position += header.size();
+    }
+    Ok(epoch)
+}
+
+/// Maps a log file read-only and validates its batches.
+fn scan_file(path: &Path, file_len: u64, start: ScanStart) -> Result<recovery::Scan> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let map = mmap::map_read(&file, path, usize::try_from(file_len).expect("64-bit"))?;
+    Ok(recovery::scan(&map, start))
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the creation and removal of files in `dir` durable.
+fn sync_directory(dir: &Path) -> Result<()> {
+    let handle = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    handle.sync_all().map_err(|e| Error::io("sync", dir, e))
+}

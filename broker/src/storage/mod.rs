@@ -1,0 +1,41 @@
+//! The append-only partition log: memory-mapped segment files of Kafka RecordBatch v2.
+//!
+//! Knows nothing of networks, Raft or protobuf. A partition's directory
+//! `<data>/topics/<topic>-<partition>/` holds its segments, named by base offset:
+//!
+//! ```text
+//! 00000000000000000000.log        batches, exactly as produced (offsets stamped in)
+//! 00000000000000000000.index      sparse offset index: relative offset -> file position
+//! 00000000000000000000.timeindex  time index: max timestamp so far -> relative offset
+//! 00000000000000004711.log        the next segment, from offset 4711
+//! ...
+//! ```
+//!
+//! Invariants:
+//! - Offsets only grow: each batch's base offset is above the previous batch's last offset,
+//!   and a segment's base offset is at most its first batch's base offset.
+//! - A batch is validated (length, magic, CRC-32C) before it is written, and recovery
+//!   validates again every batch that was not flushed before an unclean stop.
+//! - Readers see only published bytes: whole batches, never a partial one. Reads return
+//!   `Bytes` that share the map; retention may delete a segment's files while a reader holds
+//!   its bytes, and the map stays valid.
+//! - Past the recovery point, the log's batches have contiguous offsets (replicated gaps are
+//!   flushed at once), so recovery can check each base offset, which the CRC does not cover.
+//! - Bytes past a segment's end are zero: preallocation writes zeros, truncation zeroes what it
+//!   removes, so recovery cannot bring back a truncated batch.
+//! - Every segment and index file is preallocated before it is mapped: a full disk is an
+//!   error when a segment is rolled, never a SIGBUS while copying into a map.
+
+mod checkpoint;
+mod error;
+mod index;
+mod log;
+mod manager;
+mod mmap;
+mod recovery;
+mod segment;
+
+pub use checkpoint::{read_checkpoint, write_checkpoint};
+pub use error::{Error, Result};
+pub use log::{AppendInfo, Log, LogCheckpoint, OpenState, TimestampOffset};
+pub use manager::{LogManager, TopicPartition};
