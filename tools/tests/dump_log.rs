@@ -3,32 +3,37 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use weir_broker::clock::SystemClock;
+use weir_broker::config::LogConfig;
+use weir_broker::storage::{Log, OpenState};
 use weir_proto::batch::{self, Compression, EncodeOptions, HEADER_LEN, Record};
 
 /// Bytes a segment file is preallocated to in these tests.
 const SEGMENT_BYTES: usize = 4096;
 
-/// Writes `batches` (as a producer sends them) into a segment file the way the broker's log does:
-/// consecutive base offsets from 0, then zero bytes up to the preallocated size. Returns the
-/// file's path and each batch's byte position in it.
+/// Appends `batches` (as a producer sends them) to a new partition log in `dir` with the
+/// broker's storage engine, and stops it without closing, as a crash would: the segment file
+/// keeps its preallocated zeros. Returns the file's path and each batch's byte position in it.
 fn write_segment(dir: &Path, batches: &[Bytes]) -> (PathBuf, Vec<usize>) {
-    let mut segment = Vec::new();
+    let config = LogConfig {
+        segment_bytes: SEGMENT_BYTES as u64,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir, config, Arc::new(SystemClock), OpenState::default()).unwrap();
     let mut positions = Vec::new();
-    let mut next_offset = 0;
+    let mut position = 0;
     for produced in batches {
-        let mut stored = produced.to_vec();
-        batch::set_base_offset(&mut stored, next_offset);
-        batch::set_partition_leader_epoch(&mut stored, 0);
-        next_offset = batch::validate(&stored).unwrap().next_offset();
-        positions.push(segment.len());
-        segment.extend_from_slice(&stored);
+        log.append(produced, 0).unwrap();
+        positions.push(position);
+        position += produced.len();
     }
-    assert!(segment.len() <= SEGMENT_BYTES);
-    segment.resize(SEGMENT_BYTES, 0);
+    assert_eq!(log.segment_count(), 1, "the batches fit one segment");
+    drop(log);
     let path = dir.join("00000000000000000000.log");
-    fs::write(&path, segment).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), SEGMENT_BYTES as u64);
     (path, positions)
 }
 

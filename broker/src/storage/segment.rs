@@ -109,13 +109,9 @@ pub(crate) struct Segment {
 impl Segment {
     /// Opens a sealed segment for reading. `log_len` is the length of valid data in the log file.
     pub(crate) fn open_sealed(dir: &Path, base_offset: i64, log_len: usize) -> Result<Segment> {
-        let log = open_mapped(segment_path(dir, base_offset, LOG_SUFFIX), log_len, log_len)?;
-        let offset_path = segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX);
-        let offset_len = file_len(&offset_path)?;
-        let offset_index = open_mapped(offset_path, offset_len, offset_len)?;
-        let time_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
-        let time_len = file_len(&time_path)?;
-        let time_index = open_mapped(time_path, time_len, time_len)?;
+        let log = open_mapped(segment_path(dir, base_offset, LOG_SUFFIX), Some(log_len))?;
+        let offset_index = open_mapped(segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX), None)?;
+        let time_index = open_mapped(segment_path(dir, base_offset, TIME_INDEX_SUFFIX), None)?;
         let segment = Segment {
             base_offset,
             log,
@@ -339,9 +335,14 @@ fn open_file(path: &Path) -> Result<File> {
         .map_err(|e| Error::io("open", path, e))
 }
 
-fn open_mapped(path: PathBuf, map_len: usize, published: usize) -> Result<MappedFile> {
+/// Opens `path` (created empty if missing) and maps `len` bytes of it, or all of it.
+fn open_mapped(path: PathBuf, len: Option<usize>) -> Result<MappedFile> {
     let file = open_file(&path)?;
-    MappedFile::new(path, file, map_len, published)
+    let len = match len {
+        Some(len) => len,
+        None => file_len(&path)?,
+    };
+    MappedFile::new(path, file, len, len)
 }
 
 /// Sizes of a segment's files while it is active.

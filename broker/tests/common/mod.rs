@@ -62,8 +62,11 @@ pub fn open(dir: &std::path::Path, config: LogConfig, clock: &Arc<dyn Clock>) ->
     Log::open(dir, config, Arc::clone(clock), OpenState::default()).expect("log opens")
 }
 
+/// A stored batch: its base offset, last offset and bytes.
+pub type StoredBatch = (i64, i64, Vec<u8>);
+
 /// The base offset, last offset and bytes of each batch in `bytes`.
-pub fn split_batches(bytes: &[u8]) -> Vec<(i64, i64, Vec<u8>)> {
+pub fn split_batches(bytes: &[u8]) -> Vec<StoredBatch> {
     batch::batches(bytes)
         .map(|item| {
             let (position, header) = item.expect("stored batches are valid");
@@ -74,7 +77,7 @@ pub fn split_batches(bytes: &[u8]) -> Vec<(i64, i64, Vec<u8>)> {
 }
 
 /// Every batch of the log, read from its start.
-pub fn read_all(log: &Log) -> Vec<(i64, i64, Vec<u8>)> {
+pub fn read_all(log: &Log) -> Vec<StoredBatch> {
     let mut all = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
