@@ -324,3 +324,51 @@ fn damaged_indexes_are_rebuilt() {
         }
     }
 }
+
+/// Damage in data that was flushed (so is trusted at start) never stops the log from opening:
+/// an index whose last entry points into a batch is rebuilt, and a damaged last batch of a
+/// cleanly closed log is found and cut off.
+#[test]
+fn damage_in_flushed_data_is_recovered_not_fatal() {
+    let (_, clock) = common::clock();
+    let config = common::small_config(8_192);
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::open(dir.path(), config.clone(), &clock);
+    for i in 0..30 {
+        log.append(&common::batch(2, 400, i), 0).unwrap();
+    }
+    let stored = common::read_all(&log);
+    let checkpoint = log.checkpoint();
+    log.close().unwrap();
+    drop(log);
+
+    let first_index = dir.path().join("00000000000000000000.index");
+    let entries = std::fs::read(&first_index).unwrap();
+    assert!(entries.len() >= 16, "the first segment has index entries");
+    let mut damaged = entries.clone();
+    let last = damaged.len() - 1;
+    damaged[last] = damaged[last].wrapping_add(3); // the last entry's position, 3 bytes off
+    std::fs::write(&first_index, &damaged).unwrap();
+
+    let active = last_log_file(dir.path());
+    let mut bytes = std::fs::read(&active).unwrap();
+    let positions: Vec<usize> = batch::batches(&bytes).map(|b| b.unwrap().0).collect();
+    let last_batch = *positions.last().unwrap();
+    bytes[last_batch + 9] ^= 0x40; // the last batch's length
+    std::fs::write(&active, &bytes).unwrap();
+
+    let state = OpenState {
+        clean_shutdown: true,
+        checkpoint: Some(checkpoint),
+    };
+    let log = Log::open(dir.path(), config, clock, state).unwrap();
+    assert_eq!(common::read_all(&log), stored[..stored.len() - 1]);
+    for (base, _, bytes) in &stored[..stored.len() - 1] {
+        assert_eq!(&log.read(*base, 1).unwrap()[..], &bytes[..]);
+    }
+    assert_eq!(
+        std::fs::read(&first_index).unwrap(),
+        entries,
+        "the index is rebuilt as it was"
+    );
+}

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
+use super::files;
 
 const MAGIC: &[u8; 8] = b"WEIRCKPT";
 const HEADER_LEN: usize = 8 + 2 + 4 + 4;
@@ -34,10 +35,7 @@ pub fn write_checkpoint(path: &Path, version: u16, payload: &[u8]) -> Result<()>
     };
     write().map_err(|e| no_space_or_io("write", &tmp, frame.len(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync", dir, e))
+    files::sync_directory(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Reads the payload of a checkpoint written with `version`; `None` if there is no file.

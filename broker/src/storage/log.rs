@@ -11,7 +11,6 @@
 //! `Arc` clone and then read the maps without locks. Offsets and positions are published with
 //! release stores after the bytes are in place, so a reader never sees a partial batch.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -20,13 +19,8 @@ use bytes::Bytes;
 use weir_proto::batch::{self, BatchHeader};
 
 use super::error::{Error, Result};
-use super::index::{self, OffsetEntry};
-use super::mmap;
-use super::recovery::{self, ScanStart};
-use super::segment::{
-    self, ActiveSegment, Capacity, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Placement, Segment,
-    TIME_INDEX_SUFFIX,
-};
+use super::segment::{ActiveSegment, Capacity, Placement, Segment};
+use super::{files, load};
 use crate::clock::Clock;
 use crate::config::{LogConfig, SEGMENT_BYTES_MAX};
 
@@ -117,8 +111,8 @@ impl Log {
         config.validate()?;
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let bases = list_segments(&dir)?;
-        let opened = open_segments(&dir, &bases, &config, clock.now_ms(), state)?;
+        let bases = load::list_segments(&dir)?;
+        let opened = load::open_segments(&dir, &bases, &config, clock.now_ms(), state)?;
         let active = opened.active;
         let mut segments = opened.sealed;
         segments.push(Arc::clone(active.segment()));
@@ -257,7 +251,7 @@ impl Log {
             };
             next_offset = base_offset + i64::from(header.last_offset_delta) + 1;
             max_timestamp = max_timestamp.max(header.max_timestamp);
-            records += u64::try_from(header.record_count).unwrap_or(0);
+            records += u64::try_from(header.record_count).expect("validated as not negative");
             placements.push(Placement {
                 position,
                 header,
@@ -355,7 +349,7 @@ impl Log {
         bytes: usize,
     ) -> Result<()> {
         let config = self.config();
-        let capacity = capacity(&config, bytes);
+        let capacity = Capacity::new(&config, bytes);
         let now = self.clock.now_ms();
         let old = writer.as_ref().expect("caller checked the log is open");
         let mut segments: Vec<_> = self.segments().iter().cloned().collect();
@@ -367,7 +361,9 @@ impl Log {
             let old = writer.take().expect("checked above");
             let old_segment = Arc::clone(old.segment());
             drop(old);
-            old_segment.delete_files()?;
+            old_segment
+                .delete_files()
+                .inspect_err(|e| self.go_offline(e))?;
             match ActiveSegment::create(&self.dir, base_offset, capacity, now) {
                 Ok(new) => {
                     segments.pop();
@@ -518,7 +514,7 @@ impl Log {
         segments: &[Arc<Segment>],
         offset: i64,
     ) -> Result<i64> {
-        let capacity = capacity(&self.config(), 0);
+        let capacity = Capacity::new(&self.config(), 0);
         *writer = None;
         for segment in segments {
             segment.delete_files()?;
@@ -561,7 +557,7 @@ impl Log {
             active.sync()?;
         } else {
             *writer = None;
-            let capacity = capacity(&self.config(), position);
+            let capacity = Capacity::new(&self.config(), position);
             let now = self.clock.now_ms();
             let base = target.base_offset();
             let active = ActiveSegment::reopen(&self.dir, base, capacity, position, false, now)?;
@@ -644,14 +640,13 @@ impl Log {
     /// Makes everything appended so far durable and moves the recovery point to the log end.
     /// A failed flush takes the log offline (see [`Error::LogOffline`]).
     pub fn flush(&self) -> Result<()> {
-        self.flush_below(self.log_end_offset())
+        self.flush_below(Target::LogEnd)
     }
 
     /// Flushes the sealed segments only, moving the recovery point to the active segment's
     /// base offset. Cheap when they were flushed before.
     pub fn flush_sealed(&self) -> Result<()> {
-        let active_base = self.segments().last().map_or(0, |s| s.base_offset());
-        self.flush_below(active_base)
+        self.flush_below(Target::ActiveSegment)
     }
 
     /// Flushes if `flush_ms` is set and the oldest unflushed append is that old. Returns
@@ -668,15 +663,21 @@ impl Log {
         Ok(true)
     }
 
-    fn flush_below(&self, target: i64) -> Result<()> {
+    fn flush_below(&self, target: Target) -> Result<()> {
         let _flushing = lock(&self.flush_lock);
+        let target = match target {
+            Target::LogEnd => {
+                // Reset the counters before reading the end: an append that completes after
+                // this counts again and is flushed next time; one before is below the end.
+                self.unflushed_records.store(0, Ordering::Release);
+                self.first_unflushed_ms.store(-1, Ordering::Release);
+                self.log_end_offset()
+            }
+            Target::ActiveSegment => self.segments().last().map_or(0, |s| s.base_offset()),
+        };
         let recovery_point = self.recovery_point();
         if target <= recovery_point {
             return Ok(());
-        }
-        if target >= self.log_end_offset() {
-            self.unflushed_records.store(0, Ordering::Release);
-            self.first_unflushed_ms.store(-1, Ordering::Release);
         }
         let segments = self.segments();
         let pending = segments
@@ -686,7 +687,7 @@ impl Log {
             segment.sync().inspect_err(|e| self.go_offline(e))?;
         }
         if self.directory_changed.swap(false, Ordering::AcqRel) {
-            sync_directory(&self.dir).inspect_err(|e| self.go_offline(e))?;
+            files::sync_directory(&self.dir).inspect_err(|e| self.go_offline(e))?;
         }
         self.recovery_point.fetch_max(target, Ordering::AcqRel);
         Ok(())
@@ -705,13 +706,13 @@ impl Log {
     }
 }
 
-/// Sizes of a new active segment with room for at least `bytes`.
-fn capacity(config: &LogConfig, bytes: usize) -> Capacity {
-    Capacity {
-        log_bytes: config.segment_bytes.max(bytes as u64),
-        index_bytes: config.segment_index_bytes,
-        index_interval_bytes: config.index_interval_bytes,
-    }
+/// How far a flush goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Everything appended.
+    LogEnd,
+    /// The sealed segments, up to the active segment's base offset.
+    ActiveSegment,
 }
 
 /// Validates every batch of an append; returns each one's position and header.
@@ -728,233 +729,4 @@ fn validate_batches(data: &[u8]) -> Result<Vec<(usize, BatchHeader)>> {
         return Err(Error::EmptyAppend);
     }
     Ok(headers)
-}
-
-/// The base offsets of the segments in `dir`, with their log file lengths. Index files without
-/// a log file are removed; other files are left alone.
-fn list_segments(dir: &Path) -> Result<BTreeMap<i64, u64>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
-    let mut logs = BTreeMap::new();
-    let mut indexes = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let name = entry.file_name();
-        let Some((stem, suffix)) = name.to_str().and_then(|n| n.split_once('.')) else {
-            continue;
-        };
-        let Ok(base_offset) = stem.parse::<i64>() else {
-            continue;
-        };
-        if stem.len() != 20 || base_offset < 0 {
-            continue;
-        }
-        match suffix {
-            LOG_SUFFIX => {
-                let len = entry
-                    .metadata()
-                    .map_err(|e| Error::io("stat", &entry.path(), e))?
-                    .len();
-                logs.insert(base_offset, len);
-            }
-            OFFSET_INDEX_SUFFIX | TIME_INDEX_SUFFIX => indexes.push((base_offset, entry.path())),
-            _ => {}
-        }
-    }
-    for (base_offset, path) in indexes {
-        if !logs.contains_key(&base_offset) {
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::io("remove orphaned index", &path, e))?;
-        }
-    }
-    Ok(logs)
-}
-
-/// The segments of a log after opening: sealed ones and the active one, and the offset below
-/// which everything is known flushed.
-struct Opened {
-    sealed: Vec<Arc<Segment>>,
-    active: ActiveSegment,
-    flushed_below: i64,
-}
-
-/// Opens the segments found in `dir`, recovering those that may hold unflushed data.
-fn open_segments(
-    dir: &Path,
-    bases: &BTreeMap<i64, u64>,
-    config: &LogConfig,
-    now_ms: i64,
-    state: OpenState,
-) -> Result<Opened> {
-    let checkpoint = state.checkpoint;
-    let flushed_below = if state.clean_shutdown {
-        i64::MAX
-    } else {
-        checkpoint.map_or(0, |c| c.recovery_point)
-    };
-    let bases: Vec<(i64, u64)> = bases.iter().map(|(&b, &l)| (b, l)).collect();
-    if bases.is_empty() {
-        let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
-        let active = ActiveSegment::create(dir, base, capacity(config, 0), now_ms)?;
-        return Ok(Opened {
-            sealed: Vec::new(),
-            active,
-            flushed_below: base,
-        });
-    }
-    let mut sealed = Vec::new();
-    let mut next = ScanStart {
-        segment_base_offset: bases[0].0,
-        next_offset: bases[0].0,
-        flushed_below,
-        last_epoch: -1,
-    };
-    let mut recovered_from = None;
-    for (i, &(base_offset, file_len)) in bases.iter().enumerate() {
-        let next_base = bases.get(i + 1).map(|&(b, _)| b);
-        let is_last = next_base.is_none();
-        next.segment_base_offset = base_offset;
-        if next_base.is_some_and(|b| b <= flushed_below) || state.clean_shutdown {
-            // Flushed: trust the batches, check the indexes.
-            let (segment, index_problem) = open_flushed(dir, base_offset, file_len)?;
-            next.next_offset = segment.next_offset();
-            next.last_epoch = last_epoch(&segment)?.unwrap_or(next.last_epoch);
-            if index_problem.is_none() && !is_last {
-                sealed.push(Arc::new(segment));
-                continue;
-            }
-            if let Some((path, problem)) = &index_problem {
-                tracing::warn!(path = %path.display(), problem = %problem,
-                    "rebuilding an index that disagrees with its log");
-            }
-            let valid_len = segment.size();
-            drop(segment);
-            let capacity = capacity(config, valid_len);
-            let trusted = index_problem.is_none();
-            let active =
-                ActiveSegment::reopen(dir, base_offset, capacity, valid_len, trusted, now_ms)?;
-            if is_last {
-                return Ok(Opened {
-                    sealed,
-                    active,
-                    flushed_below,
-                });
-            }
-            sealed.push(active.seal());
-            continue;
-        }
-        if next.next_offset < base_offset && next.next_offset >= flushed_below {
-            // The previous segment ended before this one's base offset, and this one holds
-            // unflushed data: a roll at a replicated gap. The contiguous tail starts here.
-            next.next_offset = base_offset;
-        }
-        let path = segment::segment_path(dir, base_offset, LOG_SUFFIX);
-        let scan = scan_file(&path, file_len, next)?;
-        if let Some(reason) = &scan.damage {
-            tracing::warn!(path = %path.display(), position = scan.valid_len, reason = %reason,
-                "recovery truncates the log at the first invalid batch");
-        }
-        if file_len > scan.valid_len as u64 {
-            truncate_file(&path, scan.valid_len as u64)?;
-        }
-        let capacity = capacity(config, scan.valid_len);
-        let active =
-            ActiveSegment::reopen(dir, base_offset, capacity, scan.valid_len, false, now_ms)?;
-        next.next_offset = scan.next_offset;
-        next.last_epoch = scan.last_epoch;
-        // Recovered bytes may be in the page cache only; the log flushes them once open.
-        let recovered_from = *recovered_from.get_or_insert(base_offset);
-        if scan.damage.is_some() || is_last {
-            for &(later, _) in &bases[i + 1..] {
-                tracing::warn!(dir = %dir.display(), base_offset = later,
-                    "recovery removes a segment after the truncation point");
-                for path in segment::SegmentPaths::new(dir, later).all() {
-                    remove_if_exists(path)?;
-                }
-            }
-            return Ok(Opened {
-                sealed,
-                active,
-                flushed_below: flushed_below.min(recovered_from),
-            });
-        }
-        sealed.push(active.seal());
-    }
-    unreachable!("the last segment returns from the loop")
-}
-
-/// Opens a segment whose batches were flushed (so are trusted) and checks its indexes; returns
-/// the segment and, if an index disagrees with the log, which one and why.
-fn open_flushed(
-    dir: &Path,
-    base_offset: i64,
-    file_len: u64,
-) -> Result<(Segment, Option<(PathBuf, String)>)> {
-    let paths = segment::SegmentPaths::new(dir, base_offset);
-    let missing = [&paths.offset_index, &paths.time_index]
-        .into_iter()
-        .find(|p| !p.exists());
-    let segment =
-        Segment::open_sealed(dir, base_offset, usize::try_from(file_len).expect("64-bit"))?;
-    if let Some(path) = missing {
-        return Ok((
-            segment,
-            Some((path.clone(), "the file is missing".to_string())),
-        ));
-    }
-    let max_relative =
-        u32::try_from((segment.next_offset() - base_offset).max(0)).unwrap_or(u32::MAX);
-    let problem = index::offset_index_problem(segment.offset_index_bytes(), segment.size() as u64)
-        .map(|p| (paths.offset_index.clone(), p))
-        .or_else(|| {
-            index::time_index_problem(segment.time_index_bytes(), max_relative)
-                .map(|p| (paths.time_index.clone(), p))
-        });
-    Ok((segment, problem))
-}
-
-fn truncate_file(path: &Path, len: u64) -> Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
-    file.set_len(len)
-        .map_err(|e| Error::io("truncate", path, e))
-}
-
-/// The leader epoch of a segment's last batch.
-fn last_epoch(segment: &Segment) -> Result<Option<i32>> {
-    let start = index::last::<OffsetEntry>(segment.offset_index_bytes()).map_or(0, |e| e.position);
-    let log = segment.log_bytes();
-    let mut position = start as usize;
-    let mut epoch = None;
-    while position < log.len() {
-        let header = BatchHeader::parse(&log[position..]).map_err(|e| Error::Corrupt {
-            path: segment.log_path().to_path_buf(),
-            position: position as u64,
-            reason: e.to_string(),
-        })?;
-        epoch = Some(header.partition_leader_epoch);
-        position += header.size();
-    }
-    Ok(epoch)
-}
-
-/// Maps a log file read-only and validates its batches.
-fn scan_file(path: &Path, file_len: u64, start: ScanStart) -> Result<recovery::Scan> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let map = mmap::map_read(&file, path, usize::try_from(file_len).expect("64-bit"))?;
-    Ok(recovery::scan(&map, start))
-}
-
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
-        _ => Ok(()),
-    }
-}
-
-/// Makes the creation and removal of files in `dir` durable.
-fn sync_directory(dir: &Path) -> Result<()> {
-    let handle = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
-    handle.sync_all().map_err(|e| Error::io("sync", dir, e))
 }

@@ -20,6 +20,7 @@ use rustix::fs::FlockOperation;
 
 use super::checkpoint::{read_checkpoint, write_checkpoint};
 use super::error::{Error, Result};
+use super::files;
 use super::log::{Log, LogCheckpoint, OpenState};
 use crate::clock::Clock;
 use crate::config::{LogConfig, StorageConfig};
@@ -182,7 +183,7 @@ impl LogManager {
         // rather than a partition with some segments missing.
         let doomed = self.topics_dir.join(format!("{tp}{DELETED_SUFFIX}"));
         std::fs::rename(log.dir(), &doomed).map_err(|e| Error::io("rename", log.dir(), e))?;
-        sync_directory(&self.topics_dir)?;
+        files::sync_directory(&self.topics_dir)?;
         std::fs::remove_dir_all(&doomed).map_err(|e| Error::io("remove", &doomed, e))?;
         Ok(true)
     }
@@ -245,7 +246,7 @@ impl LogManager {
         File::create(&marker)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io("create", &marker, e))?;
-        sync_directory(&self.config.data_dir)
+        files::sync_directory(&self.config.data_dir)
     }
 
     /// Runs retention, scheduled flushes and checkpoints until `shutdown` completes. The file
@@ -420,14 +421,8 @@ fn open_in_parallel(
 
 fn remove_file_durably(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Ok(()) => sync_directory(path.parent().unwrap_or(Path::new("."))),
+        Ok(()) => files::sync_directory(path.parent().unwrap_or(Path::new("."))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove", path, e)),
     }
-}
-
-fn sync_directory(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync", dir, e))
 }

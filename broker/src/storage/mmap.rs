@@ -31,8 +31,11 @@ pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
     };
     result.map_err(|source| {
         if Error::is_no_space(&source) {
-            // Give back whatever part was allocated; the caller's state is unchanged.
-            let _ = file.set_len(current);
+            // Give back whatever part was allocated; the caller's state is then unchanged.
+            if let Err(e) = file.set_len(current) {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "could not release the space of a failed preallocation");
+            }
             Error::DiskFull {
                 path: path.to_path_buf(),
                 bytes: len - current,

@@ -28,7 +28,9 @@
 
 mod checkpoint;
 mod error;
+mod files;
 mod index;
+mod load;
 mod log;
 mod manager;
 mod mmap;

@@ -22,8 +22,10 @@ use memmap2::{Mmap, MmapMut};
 use weir_proto::batch::{self, BatchHeader};
 
 use super::error::{Error, Result};
+use super::files;
 use super::index::{self, Entry, OffsetEntry, TimeEntry};
 use super::mmap;
+use crate::config::LogConfig;
 
 /// Suffixes of a segment's files.
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -125,16 +127,34 @@ impl Segment {
     }
 
     /// Finds the end of the batches (the file may have zeros past them, as a preallocated
-    /// file does) by walking headers from the last offset index entry, and sets the published
-    /// length, `next_offset` and `max_timestamp` from it.
+    /// file does) by walking headers from the last offset index entry, or from the start if
+    /// the index leads nowhere, and sets the published length, `next_offset` and
+    /// `max_timestamp` from it.
     fn load_tail(&self) -> Result<()> {
+        let from_index = index::last::<OffsetEntry>(self.offset_index.bytes())
+            .map(|e| e.position as usize)
+            .filter(|&position| position < self.log.bytes().len());
+        let indexed_max = index::last::<TimeEntry>(self.time_index.bytes()).map(|e| e.timestamp);
+        let tail = match from_index.map(|start| self.walk_tail(start)) {
+            Some(Ok(tail)) => tail,
+            // A damaged index pointed into the middle of a batch: walk from the start.
+            _ => self.walk_tail(0)?,
+        };
+        let (end, next_offset, max_timestamp) = tail;
+        self.log.publish(end);
+        self.next_offset.store(next_offset, Ordering::Release);
+        let max_timestamp = max_timestamp.max(indexed_max.unwrap_or(-1));
+        self.max_timestamp.store(max_timestamp, Ordering::Release);
+        Ok(())
+    }
+
+    /// Walks batch headers from `start` to the end of the data: returns the end position, the
+    /// next offset and the largest timestamp seen.
+    fn walk_tail(&self, start: usize) -> Result<(usize, i64, i64)> {
         let log = self.log.bytes();
-        let start = index::last::<OffsetEntry>(self.offset_index.bytes())
-            .map_or(0, |e| e.position as usize);
-        let mut max_timestamp =
-            index::last::<TimeEntry>(self.time_index.bytes()).map_or(-1, |e| e.timestamp);
         let mut next_offset = self.base_offset;
-        let mut position = if start < log.len() { start } else { 0 };
+        let mut max_timestamp = -1;
+        let mut position = start;
         while position < log.len() {
             let rest = &log[position..];
             if rest[..rest.len().min(batch::HEADER_LEN)]
@@ -148,10 +168,34 @@ impl Segment {
             max_timestamp = max_timestamp.max(header.max_timestamp);
             position += header.size();
         }
-        self.log.publish(position);
-        self.next_offset.store(next_offset, Ordering::Release);
-        self.max_timestamp.store(max_timestamp, Ordering::Release);
-        Ok(())
+        if start > 0 && position == start {
+            return Err(self.corrupt(start, "an index entry points past the batches"));
+        }
+        Ok((position, next_offset, max_timestamp))
+    }
+
+    /// Why the offset index's last entry does not point at the start of the batch it names,
+    /// if it does not. (Checking every entry would read the whole segment at every start.)
+    pub(crate) fn last_index_entry_problem(&self) -> Option<String> {
+        let entry = index::last::<OffsetEntry>(self.offset_index.bytes())?;
+        let log = self.log.bytes();
+        let position = entry.position as usize;
+        let expected = self.base_offset + i64::from(entry.relative_offset);
+        match self.header_at(log, position) {
+            Ok(header) if header.base_offset == expected => None,
+            _ => Some(format!(
+                "its last entry does not point at the batch of offset {expected}"
+            )),
+        }
+    }
+
+    /// The header of the last batch, if any.
+    pub(crate) fn last_batch(&self) -> Result<Option<BatchHeader>> {
+        let last_offset = self.next_offset() - 1;
+        if self.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.find_offset(last_offset)?.map(|(_, header)| header))
     }
 
     /// The base offset of the first batch, if any.
@@ -186,11 +230,6 @@ impl Segment {
 
     pub(crate) fn log_path(&self) -> &Path {
         &self.log.path
-    }
-
-    /// The published batches, for scans.
-    pub(crate) fn log_bytes(&self) -> &[u8] {
-        self.log.bytes()
     }
 
     /// The offset index's published bytes.
@@ -307,12 +346,7 @@ impl Segment {
     /// Removes the segment's files. Readers holding its bytes keep them: the maps stay valid.
     pub(crate) fn delete_files(&self) -> Result<()> {
         for file in [&self.log, &self.offset_index, &self.time_index] {
-            match std::fs::remove_file(&file.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("remove", &file.path, e));
-                }
-                _ => {}
-            }
+            files::remove_if_exists(&file.path)?;
         }
         Ok(())
     }
@@ -351,6 +385,17 @@ pub(crate) struct Capacity {
     pub(crate) log_bytes: u64,
     pub(crate) index_bytes: u64,
     pub(crate) index_interval_bytes: u64,
+}
+
+impl Capacity {
+    /// Sizes for a new active segment under `config` with room for at least `bytes`.
+    pub(crate) fn new(config: &LogConfig, bytes: usize) -> Capacity {
+        Capacity {
+            log_bytes: config.segment_bytes.max(bytes as u64),
+            index_bytes: config.segment_index_bytes,
+            index_interval_bytes: config.index_interval_bytes,
+        }
+    }
 }
 
 /// Where one batch of an append goes: its bytes within the appended buffer, and the offset
