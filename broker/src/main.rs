@@ -5,6 +5,7 @@
 //! SIGINT or SIGTERM. The network listeners join it as the data path lands.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -22,7 +23,7 @@ struct Args {
     data_dir: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -34,8 +35,17 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
         ..StorageConfig::default()
     };
-    let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
-    runtime.block_on(run(config))
+    let result = tokio::runtime::Runtime::new()
+        .context("could not start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(config)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain of causes on one line: what failed, and why.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(config: StorageConfig) -> anyhow::Result<()> {
