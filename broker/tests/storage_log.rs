@@ -241,6 +241,23 @@ fn replicated_appends_keep_offsets_and_epochs() {
         common::split_batches(&follower.read(50, 100).unwrap())[0].0,
         100
     );
+
+    // A gap between the batches of one append is flushed at once too.
+    let second = batch::BatchHeader::parse(&fetched).unwrap().size();
+    let mut first_batch = fetched[..second].to_vec();
+    batch::set_base_offset(&mut first_batch, 0);
+    let mut both = first_batch.clone();
+    let mut later = fetched[second..].to_vec();
+    batch::set_base_offset(&mut later, 300);
+    both.extend_from_slice(&later);
+    let (_dir, follower, _) = new_log(common::small_config(64 * 1024));
+    follower.append_replicated(&both).unwrap();
+    assert_eq!(follower.log_end_offset(), 302);
+    assert_eq!(
+        follower.recovery_point(),
+        302,
+        "a gap inside the append is flushed"
+    );
 }
 
 #[test]

@@ -237,7 +237,9 @@ impl Log {
         let mut placements = Vec::with_capacity(headers.len());
         let mut max_timestamp = -1;
         let mut records = 0u64;
+        let mut gap = false;
         for (position, header) in headers {
+            gap |= leader_epoch.is_none() && header.base_offset > next_offset;
             let base_offset = match leader_epoch {
                 Some(_) => next_offset,
                 None if header.base_offset >= next_offset => header.base_offset,
@@ -265,7 +267,6 @@ impl Log {
         self.log_end_offset.store(next_offset, Ordering::Release);
 
         self.note_unflushed(records);
-        let gap = first_offset > log_end_offset;
         let flush_messages = self.config().flush_messages;
         if gap
             || flush_messages.is_some_and(|n| self.unflushed_records.load(Ordering::Acquire) >= n)
