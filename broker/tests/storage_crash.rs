@@ -116,7 +116,7 @@ fn check_survivors(log: &Log, expected: &[common::StoredBatch]) -> Result<(), Te
 }
 
 fn sizes() -> impl Strategy<Value = Vec<usize>> {
-    proptest::collection::vec(0usize..900, BATCHES)
+    proptest::collection::vec(0usize..3_000, BATCHES)
 }
 
 proptest! {

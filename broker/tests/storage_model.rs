@@ -47,15 +47,15 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (1usize..6, 0usize..700, 0i64..5_000, proptest::bool::weighted(0.1)).prop_map(
+        8 => (1usize..6, 0usize..2_500, 0i64..5_000, proptest::bool::weighted(0.1)).prop_map(
             |(records, value_len, timestamp, new_epoch)| Op::Append { records, value_len, timestamp, new_epoch }
         ),
-        4 => (any::<u16>(), 0usize..3_000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
+        4 => (any::<u16>(), 0usize..20_000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
         2 => (-10i64..5_100).prop_map(|timestamp| Op::LookupTime { timestamp }),
         1 => Just(Op::Roll),
         1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
         2 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
-        1 => (0u64..12_000).prop_map(|limit| Op::RetainBytes { limit }),
+        1 => (0u64..60_000).prop_map(|limit| Op::RetainBytes { limit }),
         1 => (0i64..6_000).prop_map(|age| Op::RetainAge { age_ms: NOW_MS - 2_000 - age }),
     ]
 }
@@ -440,7 +440,7 @@ proptest! {
 
     #[test]
     fn log_matches_the_model(
-        segment_bytes in 1024usize..6_000,
+        segment_bytes in 1024usize..24_000,
         ops in proptest::collection::vec(op(), 1..60),
     ) {
         run(segment_bytes, ops)?;

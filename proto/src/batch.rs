@@ -51,7 +51,7 @@ pub use codec::{EncodeOptions, Record, decode, encode};
 pub use error::{BatchError, CodecError, InvalidBatch};
 pub use header::{
     BatchHeader, Compression, TimestampType, compute_crc, set_base_offset,
-    set_partition_leader_epoch, validate,
+    set_partition_leader_epoch, stamped_prefix, validate,
 };
 pub use iter::{Batches, batches};
 
@@ -63,6 +63,10 @@ pub const HEADER_LEN: usize = 61;
 
 /// The bytes not counted by `batchLength`: `baseOffset` (8) and `batchLength` itself (4).
 pub const LOG_OVERHEAD: usize = 12;
+
+/// The bytes at the start of a batch that hold the fields a log stamps when it appends:
+/// `baseOffset`, `batchLength` and `partitionLeaderEpoch`, all outside the CRC.
+pub const STAMPED_PREFIX_LEN: usize = 16;
 
 /// The smallest valid `batchLength`: a header with zero records.
 pub const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;

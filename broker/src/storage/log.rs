@@ -263,7 +263,9 @@ impl Log {
         }
         let first_offset = placements[0].base_offset;
         let active = self.prepare_append(&mut writer, data.len(), first_offset, next_offset - 1)?;
-        active.append(data, &placements);
+        active
+            .append(data, &placements)
+            .inspect_err(|e| self.go_offline(e))?;
         self.log_end_offset.store(next_offset, Ordering::Release);
 
         self.note_unflushed(records);

@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
 use rustix::fs::FallocateFlags;
 
 use super::error::{Error, Result};
@@ -80,4 +80,13 @@ pub(crate) fn map_write(file: &File, path: &Path, len: usize) -> Result<MmapMut>
     // the log's single writer holds), and it writes only past the published end, where no
     // reader looks; the file was preallocated to `len`, so no write lands in a hole.
     unsafe { MmapOptions::new().len(len).map_mut(file) }.map_err(|e| Error::io("map", path, e))
+}
+
+/// Tells the kernel not to read ahead around faults in `map`. Index files are written a few
+/// bytes at a time and searched at random; read-ahead of their preallocated (unwritten) space
+/// only zero-fills pages nobody asked for. A refusal is harmless and only logged.
+pub(crate) fn advise_random(map: &MmapMut, path: &Path) {
+    if let Err(e) = map.advise(Advice::Random) {
+        tracing::debug!(path = %path.display(), error = %e, "madvise(MADV_RANDOM) was refused");
+    }
 }

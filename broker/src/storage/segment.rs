@@ -13,19 +13,29 @@
 //! lengths, then log length, so every index entry a reader sees points below the end it sees.
 
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use memmap2::{Mmap, MmapMut};
-use weir_proto::batch::{self, BatchHeader};
+use weir_proto::batch::{self, BatchHeader, STAMPED_PREFIX_LEN};
 
 use super::error::{Error, Result};
 use super::files;
 use super::index::{self, Entry, OffsetEntry, TimeEntry};
 use super::mmap;
 use crate::config::LogConfig;
+
+/// Appends at least this large are written with `pwritev` rather than copied into the map:
+/// measured on ext4, a copy into a preallocated map pays for the kernel zero-filling each new
+/// page first, which `pwritev` of whole pages skips; below this size one system call per append
+/// costs more than that (see the storage benchmark).
+pub(crate) const FILE_WRITE_MIN_BYTES: usize = 8 * 1024;
+
+/// Slices per `pwritev` call (the kernel's IOV_MAX).
+const IOV_MAX: usize = 1024;
 
 /// Suffixes of a segment's files.
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -418,6 +428,9 @@ pub(crate) struct ActiveSegment {
     /// Bytes of index entries written, published or about to be.
     offset_index_len: usize,
     time_index_len: usize,
+    /// The timestamp of the last time index entry, or -1: kept here so that appends never read
+    /// the index map (a read fault there costs a read-ahead).
+    last_time_entry_timestamp: i64,
     index_interval_bytes: u64,
     bytes_since_index_entry: u64,
     max_timestamp_so_far: i64,
@@ -511,6 +524,12 @@ impl ActiveSegment {
         }
         let offset_index_map = mmap::map_write(&offset_file, &paths.offset_index, index_cap)?;
         let time_index_map = mmap::map_write(&time_file, &paths.time_index, index_cap)?;
+        for (map, path) in [
+            (&offset_index_map, &paths.offset_index),
+            (&time_index_map, &paths.time_index),
+        ] {
+            mmap::advise_random(map, path);
+        }
         let segment = Segment {
             base_offset,
             log: MappedFile::new(paths.log.clone(), log_file, log_cap, valid_len)?,
@@ -530,8 +549,11 @@ impl ActiveSegment {
             max_timestamp: AtomicI64::new(-1),
         };
         segment.load_tail()?;
-        let offset_of_max_timestamp = index::last::<TimeEntry>(segment.time_index.bytes())
-            .map_or(base_offset, |e| base_offset + i64::from(e.relative_offset));
+        let last_time_entry = index::last::<TimeEntry>(segment.time_index.bytes());
+        // The batch holding the maximum may be past the last entry; an earlier offset keeps
+        // lookups correct (they scan forward from the entry).
+        let offset_of_max_timestamp =
+            last_time_entry.map_or(base_offset, |e| base_offset + i64::from(e.relative_offset));
         Ok(ActiveSegment {
             max_timestamp_so_far: segment.max_timestamp(),
             segment: Arc::new(segment),
@@ -543,6 +565,7 @@ impl ActiveSegment {
             index_interval_bytes: capacity.index_interval_bytes,
             bytes_since_index_entry: 0,
             offset_of_max_timestamp,
+            last_time_entry_timestamp: last_time_entry.map_or(-1, |e| e.timestamp),
             rolling_base_ms: 0,
         })
     }
@@ -576,24 +599,33 @@ impl ActiveSegment {
 
     /// Copies `data` to the end of the segment, stamps each batch as `placements` say, adds
     /// index entries, and publishes the new end. The caller checked [`Self::has_room`].
-    pub(crate) fn append(&mut self, data: &[u8], placements: &[Placement]) {
+    ///
+    /// Appends of at least [`FILE_WRITE_MIN_BYTES`] go through the file with `pwritev`, smaller
+    /// ones are copied into the map (see ARCHITECTURE.md, "Design decisions"). Either way the
+    /// bytes land in the page cache that readers' maps show. A failed write leaves bytes past
+    /// the published end, so the caller must take the log offline.
+    pub(crate) fn append(&mut self, data: &[u8], placements: &[Placement]) -> Result<()> {
         let start = self.segment.size();
         let end = start + data.len();
-        self.log_map[start..end].copy_from_slice(data);
+        let prefixes: Vec<[u8; STAMPED_PREFIX_LEN]> = placements
+            .iter()
+            .map(|p| batch::stamped_prefix(&data[p.position..], p.base_offset, p.leader_epoch))
+            .collect();
+        if data.len() >= FILE_WRITE_MIN_BYTES {
+            self.write_through_file(start, data, placements, &prefixes)?;
+        } else {
+            self.log_map[start..end].copy_from_slice(data);
+            for (placement, prefix) in placements.iter().zip(&prefixes) {
+                let at = start + placement.position;
+                self.log_map[at..at + STAMPED_PREFIX_LEN].copy_from_slice(prefix);
+            }
+        }
         for placement in placements {
-            let at = start + placement.position;
-            let bytes = &mut self.log_map[at..at + placement.header.size()];
-            if placement.header.base_offset != placement.base_offset {
-                batch::set_base_offset(bytes, placement.base_offset);
-            }
-            if let Some(epoch) = placement.leader_epoch {
-                batch::set_partition_leader_epoch(bytes, epoch);
-            }
             let header = BatchHeader {
                 base_offset: placement.base_offset,
                 ..placement.header
             };
-            self.index_batch(at, &header);
+            self.index_batch(start + placement.position, &header);
         }
         let last = placements.last().expect("an append has at least one batch");
         let next_offset = last.base_offset + i64::from(last.header.last_offset_delta) + 1;
@@ -605,6 +637,39 @@ impl ActiveSegment {
             .store(self.max_timestamp_so_far, Ordering::Release);
         self.segment.log.publish(end);
         self.publish_indexes();
+        Ok(())
+    }
+
+    /// Writes the batches at `start` with `pwritev`: each batch's stamped prefix, then the rest
+    /// of it from the caller's buffer, without copying it first.
+    fn write_through_file(
+        &self,
+        start: usize,
+        data: &[u8],
+        placements: &[Placement],
+        prefixes: &[[u8; STAMPED_PREFIX_LEN]],
+    ) -> Result<()> {
+        let mut slices = Vec::with_capacity(2 * placements.len());
+        for (placement, prefix) in placements.iter().zip(prefixes) {
+            let batch = &data[placement.position..placement.position + placement.header.size()];
+            slices.push(IoSlice::new(prefix));
+            slices.push(IoSlice::new(&batch[STAMPED_PREFIX_LEN..]));
+        }
+        let log = &self.segment.log;
+        let mut remaining = &mut slices[..];
+        let mut at = start as u64;
+        while !remaining.is_empty() {
+            let chunk = remaining.len().min(IOV_MAX);
+            let written = rustix::io::pwritev(&log.file, &remaining[..chunk], at)
+                .map_err(|e| Error::io("write", &log.path, e.into()))?;
+            if written == 0 {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(Error::io("write", &log.path, e));
+            }
+            at += written as u64;
+            IoSlice::advance_slices(&mut remaining, written);
+        }
+        Ok(())
     }
 
     /// Adds index entries for the batch at `position`, as Kafka does: an entry once more than
@@ -630,11 +695,7 @@ impl ActiveSegment {
 
     /// Adds a time index entry for the largest timestamp so far, if it grew since the last.
     fn push_time_entry(&mut self) {
-        let written = &self.time_index_map[..self.time_index_len];
-        let last = index::last::<TimeEntry>(written);
-        if self.max_timestamp_so_far < 0
-            || last.is_some_and(|e| e.timestamp >= self.max_timestamp_so_far)
-        {
+        if self.max_timestamp_so_far <= self.last_time_entry_timestamp {
             return;
         }
         let entry = TimeEntry {
@@ -644,6 +705,7 @@ impl ActiveSegment {
         let at = self.time_index_len;
         entry.encode(&mut self.time_index_map[at..at + TimeEntry::SIZE]);
         self.time_index_len += TimeEntry::SIZE;
+        self.last_time_entry_timestamp = entry.timestamp;
     }
 
     fn publish_indexes(&self) {
@@ -662,6 +724,7 @@ impl ActiveSegment {
         self.bytes_since_index_entry = 0;
         self.max_timestamp_so_far = -1;
         self.offset_of_max_timestamp = self.segment.base_offset;
+        self.last_time_entry_timestamp = -1;
         let segment = Arc::clone(&self.segment);
         let log = segment.log.bytes();
         let mut position = 0;

@@ -284,6 +284,32 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     put(batch, PARTITION_LEADER_EPOCH, epoch.to_be_bytes());
 }
 
+/// The first [`STAMPED_PREFIX_LEN`](super::STAMPED_PREFIX_LEN) bytes of `batch` with
+/// `base_offset` and, if given, `epoch` stamped in: what a log writes in place of the batch's
+/// own prefix when it appends the batch without modifying the caller's buffer.
+///
+/// # Panics
+///
+/// If `batch` is shorter than [`HEADER_LEN`]: the caller should have validated it.
+pub fn stamped_prefix(
+    batch: &[u8],
+    base_offset: i64,
+    epoch: Option<i32>,
+) -> [u8; super::STAMPED_PREFIX_LEN] {
+    assert!(
+        batch.len() >= HEADER_LEN,
+        "a validated batch is at least a header long"
+    );
+    let mut prefix = [0; super::STAMPED_PREFIX_LEN];
+    prefix.copy_from_slice(&batch[..super::STAMPED_PREFIX_LEN]);
+    prefix[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    if let Some(epoch) = epoch {
+        let at = PARTITION_LEADER_EPOCH;
+        prefix[at..at + 4].copy_from_slice(&epoch.to_be_bytes());
+    }
+    prefix
+}
+
 /// Overwrites the batch's first timestamp. It is inside the CRC: call [`rewrite_crc`] after.
 pub(super) fn set_first_timestamp(batch: &mut [u8], timestamp: i64) {
     put(batch, FIRST_TIMESTAMP, timestamp.to_be_bytes());

@@ -721,3 +721,19 @@ fn overflowing_deltas_are_errors() {
         .into())
     );
 }
+
+#[test]
+fn a_stamped_prefix_is_what_the_setters_write() {
+    let batch = encode_sample(Compression::Lz4);
+    let mut stamped = batch.to_vec();
+    set_base_offset(&mut stamped, 4_711);
+    set_partition_leader_epoch(&mut stamped, 7);
+    let prefix = stamped_prefix(&batch, 4_711, Some(7));
+    assert_eq!(prefix[..], stamped[..STAMPED_PREFIX_LEN]);
+    let kept_epoch = stamped_prefix(&batch, 4_711, None);
+    assert_eq!(kept_epoch[12..16], batch[12..16]);
+    let mut replaced = batch.to_vec();
+    replaced[..STAMPED_PREFIX_LEN].copy_from_slice(&prefix);
+    assert_eq!(replaced, stamped);
+    assert!(validate(&replaced).is_ok());
+}
