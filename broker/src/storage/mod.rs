@@ -22,7 +22,8 @@
 //! - Past the recovery point, the log's batches have contiguous offsets (replicated gaps are
 //!   flushed at once), so recovery can check each base offset, which the CRC does not cover.
 //! - Bytes past a segment's end are zero: preallocation writes zeros, truncation zeroes what it
-//!   removes, so recovery cannot bring back a truncated batch.
+//!   removes, so recovery cannot bring back a truncated batch. A write that fails part way may
+//!   leave bytes there, so it takes the log offline.
 //! - Every segment and index file is preallocated before it is mapped: a full disk is an
 //!   error when a segment is rolled, never a SIGBUS while copying into a map.
 
