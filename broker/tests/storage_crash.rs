@@ -372,3 +372,28 @@ fn damage_in_flushed_data_is_recovered_not_fatal() {
         "the index is rebuilt as it was"
     );
 }
+
+/// A log that was never closed but is opened as if it had been (its files untrimmed, its
+/// active segment still preallocated) opens with all its batches and takes appends.
+#[test]
+fn an_untrimmed_log_opened_as_clean_keeps_its_batches() {
+    let (_, clock) = common::clock();
+    let config = common::small_config(64 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::open(dir.path(), config.clone(), &clock);
+    for i in 0..20 {
+        log.append(&common::batch(2, 700, i), 0).unwrap();
+    }
+    let stored = common::read_all(&log);
+    let checkpoint = log.checkpoint();
+    drop(log);
+
+    let state = OpenState {
+        clean_shutdown: true,
+        checkpoint: Some(checkpoint),
+    };
+    let log = Log::open(dir.path(), config, clock, state).unwrap();
+    assert_eq!(common::read_all(&log), stored);
+    let info = log.append(&common::batch(1, 10, 0), 0).unwrap();
+    assert_eq!(info.base_offset, stored.last().unwrap().1 + 1);
+}

@@ -218,6 +218,11 @@ fn open_flushed(
     }
     let valid_len = segment.size();
     drop(segment);
+    if file_len > valid_len as u64 {
+        // Zeros past the batches (a log that was never trimmed): drop them before reopening,
+        // rather than have the reopened segment write zeros over them.
+        files::truncate_file(&paths.log, valid_len as u64)?;
+    }
     let capacity = Capacity::new(config, valid_len);
     let trusted = problem.is_none();
     let active = ActiveSegment::reopen(dir, base_offset, capacity, valid_len, trusted, now_ms)?;
