@@ -71,12 +71,21 @@ async fn shutdown_signal() {
         Ok(terminate) => terminate,
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
-            let _ctrl_c = tokio::signal::ctrl_c().await;
+            ctrl_c().await;
             return;
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        () = ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT). If SIGINT cannot be listened for, never completes: the node
+/// then stops on SIGTERM only, rather than shutting down at once.
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
     }
 }
