@@ -16,9 +16,9 @@ use weir_proto::batch;
 
 const BATCHES: usize = 40;
 
-/// A log of `BATCHES` batches of assorted sizes, stopped without closing. Returns the log's
-/// directory, the batches as stored, and the checkpoint its owner would have recorded.
-struct Crashed {
+/// A log written and then stopped: its directory, how to open it, the batches as stored,
+/// and the checkpoint its owner would have recorded.
+struct Stopped {
     dir: tempfile::TempDir,
     config: LogConfig,
     clock: Arc<dyn Clock>,
@@ -26,35 +26,41 @@ struct Crashed {
     checkpoint: LogCheckpoint,
 }
 
-fn crash(segment_bytes: u64, sizes: &[usize]) -> Crashed {
-    let (_, clock) = common::clock();
-    let config = common::small_config(segment_bytes);
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::open(dir.path(), config.clone(), &clock);
-    for (i, &size) in sizes.iter().enumerate() {
-        let records = 1 + i % 4;
-        log.append(
-            &common::batch(records, size, 1_000 + i as i64 * 10),
-            (i / 10) as i32,
-        )
-        .unwrap();
+impl Stopped {
+    /// Appends `batches` (with their leader epochs) to a new log, then stops it: cleanly with
+    /// `close()` if `close`, otherwise by dropping it, as a kill -9 would (the active segment
+    /// stays preallocated).
+    fn write(
+        segment_bytes: u64,
+        batches: impl IntoIterator<Item = (bytes::Bytes, i32)>,
+        close: bool,
+    ) -> Stopped {
+        let (_, clock) = common::clock();
+        let config = common::small_config(segment_bytes);
+        let dir = tempfile::tempdir().unwrap();
+        let log = common::open(dir.path(), config.clone(), &clock);
+        for (batch, epoch) in batches {
+            log.append(&batch, epoch).unwrap();
+        }
+        let stored = common::read_all(&log);
+        let checkpoint = log.checkpoint();
+        if close {
+            log.close().unwrap();
+        }
+        drop(log);
+        Stopped {
+            dir,
+            config,
+            clock,
+            stored,
+            checkpoint,
+        }
     }
-    let stored = common::read_all(&log);
-    let checkpoint = log.checkpoint();
-    drop(log); // no close(): the active segment stays preallocated, as after a kill -9
-    Crashed {
-        dir,
-        config,
-        clock,
-        stored,
-        checkpoint,
-    }
-}
 
-impl Crashed {
-    fn reopen(&self) -> Log {
+    /// Opens the log again, as after a clean shutdown or not.
+    fn reopen(&self, clean_shutdown: bool) -> Log {
         let state = OpenState {
-            clean_shutdown: false,
+            clean_shutdown,
             checkpoint: Some(self.checkpoint),
         };
         Log::open(
@@ -71,7 +77,7 @@ impl Crashed {
         let path = last_log_file(self.dir.path());
         let bytes = std::fs::read(&path).unwrap();
         let mut positions = Vec::new();
-        for item in weir_proto::batch::batches(&bytes) {
+        for item in batch::batches(&bytes) {
             match item {
                 Ok((position, header)) => positions.push((position, position + header.size())),
                 Err(_) => break, // the zeros past the end
@@ -81,14 +87,28 @@ impl Crashed {
     }
 }
 
-fn last_log_file(dir: &Path) -> PathBuf {
+/// A log of `BATCHES` batches of assorted sizes and leader epochs, stopped without closing.
+fn crash(segment_bytes: u64, sizes: &[usize]) -> Stopped {
+    let batches = sizes.iter().enumerate().map(|(i, &size)| {
+        let batch = common::batch(1 + i % 4, size, 1_000 + i as i64 * 10);
+        (batch, (i / 10) as i32)
+    });
+    Stopped::write(segment_bytes, batches, false)
+}
+
+/// The segment log files in `dir`, in offset order.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    logs.pop().unwrap()
+    logs
+}
+
+fn last_log_file(dir: &Path) -> PathBuf {
+    log_files(dir).pop().unwrap()
 }
 
 /// Checks the reopened log holds exactly `expected` (the surviving prefix of the batches),
@@ -135,7 +155,7 @@ proptest! {
 
         let lost = positions.iter().filter(|p| p.1 > cut_at).count();
         let expected = &crashed.stored[..crashed.stored.len() - lost];
-        check_survivors(&crashed.reopen(), expected)?;
+        check_survivors(&crashed.reopen(false), expected)?;
     }
 }
 
@@ -185,7 +205,7 @@ proptest! {
 
         let lost = positions.iter().filter(|p| p.1 > first_flip).count();
         let expected = &crashed.stored[..crashed.stored.len() - lost];
-        check_survivors(&crashed.reopen(), expected)?;
+        check_survivors(&crashed.reopen(false), expected)?;
     }
 }
 
@@ -193,23 +213,10 @@ proptest! {
 /// segment is removed.
 #[test]
 fn damage_in_an_unflushed_sealed_segment_removes_later_segments() {
-    let (_, clock) = common::clock();
-    let config = common::small_config(4_096);
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::open(dir.path(), config.clone(), &clock);
-    for i in 0..BATCHES {
-        log.append(&common::batch(1, 700, i as i64), 0).unwrap(); // five batches a segment
-    }
-    let stored = common::read_all(&log);
-    let checkpoint = log.checkpoint();
-    drop(log);
-
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
+    // Five batches a segment.
+    let batches = (0..BATCHES).map(|i| (common::batch(1, 700, i as i64), 0));
+    let stopped = Stopped::write(4_096, batches, false);
+    let logs = log_files(stopped.dir.path());
     assert!(
         logs.len() >= 4,
         "the test needs several segments, got {}",
@@ -217,24 +224,16 @@ fn damage_in_an_unflushed_sealed_segment_removes_later_segments() {
     );
     let victim = &logs[1];
     let mut bytes = std::fs::read(victim).unwrap();
-    let first_batch_len = weir_proto::batch::BatchHeader::parse(&bytes)
-        .unwrap()
-        .size();
+    let first_batch_len = batch::BatchHeader::parse(&bytes).unwrap().size();
     bytes[first_batch_len + 70] ^= 0xff; // inside the second batch's records
     std::fs::write(victim, &bytes).unwrap();
 
-    let state = OpenState {
-        clean_shutdown: false,
-        checkpoint: Some(checkpoint),
-    };
-    let log = Log::open(dir.path(), config, clock, state).unwrap();
+    let log = stopped.reopen(false);
     let first_segment_batches = {
         let first = std::fs::read(&logs[0]).unwrap();
-        weir_proto::batch::batches(&first)
-            .filter(Result::is_ok)
-            .count()
+        batch::batches(&first).filter(Result::is_ok).count()
     };
-    let expected = &stored[..first_segment_batches + 1];
+    let expected = &stopped.stored[..first_segment_batches + 1];
     assert_eq!(common::read_all(&log), expected);
     assert_eq!(log.segment_count(), 2);
     for removed in &logs[2..] {
@@ -280,7 +279,7 @@ fn clean_and_flushed_reopen_keep_everything() {
 
 fn log_bytes_in(path: &Path) -> u64 {
     let bytes = std::fs::read(path).unwrap();
-    weir_proto::batch::batches(&bytes)
+    batch::batches(&bytes)
         .map(|b| b.unwrap().1.size() as u64)
         .sum()
 }
@@ -288,17 +287,9 @@ fn log_bytes_in(path: &Path) -> u64 {
 /// Index files deleted or damaged while stopped are rebuilt from the log.
 #[test]
 fn damaged_indexes_are_rebuilt() {
-    let (_, clock) = common::clock();
-    let config = common::small_config(8_192);
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::open(dir.path(), config.clone(), &clock);
-    for i in 0..40 {
-        log.append(&common::batch(2, 250, i), 0).unwrap();
-    }
-    let stored = common::read_all(&log);
-    let checkpoint = log.checkpoint();
-    log.close().unwrap();
-    drop(log);
+    let batches = (0..40).map(|i| (common::batch(2, 250, i), 0));
+    let stopped = Stopped::write(8_192, batches, true);
+    let dir = &stopped.dir;
     let mut indexes: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -312,13 +303,9 @@ fn damaged_indexes_are_rebuilt() {
     std::fs::write(&indexes[1], [0xffu8; 20]).unwrap();
     std::fs::write(&indexes[3], [0u8; 24]).unwrap();
 
-    let state = OpenState {
-        clean_shutdown: true,
-        checkpoint: Some(checkpoint),
-    };
-    let log = Log::open(dir.path(), config, clock, state).unwrap();
-    assert_eq!(common::read_all(&log), stored);
-    for (base, last, bytes) in &stored {
+    let log = stopped.reopen(true);
+    assert_eq!(common::read_all(&log), stopped.stored);
+    for (base, last, bytes) in &stopped.stored {
         for offset in *base..=*last {
             assert_eq!(&log.read(offset, 1).unwrap()[..], &bytes[..]);
         }
@@ -330,17 +317,9 @@ fn damaged_indexes_are_rebuilt() {
 /// cleanly closed log is found and cut off.
 #[test]
 fn damage_in_flushed_data_is_recovered_not_fatal() {
-    let (_, clock) = common::clock();
-    let config = common::small_config(8_192);
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::open(dir.path(), config.clone(), &clock);
-    for i in 0..30 {
-        log.append(&common::batch(2, 400, i), 0).unwrap();
-    }
-    let stored = common::read_all(&log);
-    let checkpoint = log.checkpoint();
-    log.close().unwrap();
-    drop(log);
+    let batches = (0..30).map(|i| (common::batch(2, 400, i), 0));
+    let stopped = Stopped::write(8_192, batches, true);
+    let (dir, stored) = (&stopped.dir, &stopped.stored);
 
     let first_index = dir.path().join("00000000000000000000.index");
     let entries = std::fs::read(&first_index).unwrap();
@@ -357,11 +336,7 @@ fn damage_in_flushed_data_is_recovered_not_fatal() {
     bytes[last_batch + 9] ^= 0x40; // the last batch's length
     std::fs::write(&active, &bytes).unwrap();
 
-    let state = OpenState {
-        clean_shutdown: true,
-        checkpoint: Some(checkpoint),
-    };
-    let log = Log::open(dir.path(), config, clock, state).unwrap();
+    let log = stopped.reopen(true);
     assert_eq!(common::read_all(&log), stored[..stored.len() - 1]);
     for (base, _, bytes) in &stored[..stored.len() - 1] {
         assert_eq!(&log.read(*base, 1).unwrap()[..], &bytes[..]);
@@ -377,23 +352,11 @@ fn damage_in_flushed_data_is_recovered_not_fatal() {
 /// active segment still preallocated) opens with all its batches and takes appends.
 #[test]
 fn an_untrimmed_log_opened_as_clean_keeps_its_batches() {
-    let (_, clock) = common::clock();
-    let config = common::small_config(64 * 1024);
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::open(dir.path(), config.clone(), &clock);
-    for i in 0..20 {
-        log.append(&common::batch(2, 700, i), 0).unwrap();
-    }
-    let stored = common::read_all(&log);
-    let checkpoint = log.checkpoint();
-    drop(log);
+    let batches = (0..20).map(|i| (common::batch(2, 700, i), 0));
+    let stopped = Stopped::write(64 * 1024, batches, false);
 
-    let state = OpenState {
-        clean_shutdown: true,
-        checkpoint: Some(checkpoint),
-    };
-    let log = Log::open(dir.path(), config, clock, state).unwrap();
-    assert_eq!(common::read_all(&log), stored);
+    let log = stopped.reopen(true);
+    assert_eq!(common::read_all(&log), stopped.stored);
     let info = log.append(&common::batch(1, 10, 0), 0).unwrap();
-    assert_eq!(info.base_offset, stored.last().unwrap().1 + 1);
+    assert_eq!(info.base_offset, stopped.stored.last().unwrap().1 + 1);
 }
