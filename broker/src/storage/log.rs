@@ -262,22 +262,25 @@ impl Log {
             });
         }
         let first_offset = placements[0].base_offset;
-        let active = self.prepare_append(&mut writer, data.len(), first_offset, next_offset - 1)?;
+        let config = self.config();
+        let last_offset = next_offset - 1;
+        let active =
+            self.prepare_append(&mut writer, &config, data.len(), first_offset, last_offset)?;
         active
             .append(data, &placements)
             .inspect_err(|e| self.go_offline(e))?;
         self.log_end_offset.store(next_offset, Ordering::Release);
 
         self.note_unflushed(records);
-        let flush_messages = self.config().flush_messages;
-        if gap
-            || flush_messages.is_some_and(|n| self.unflushed_records.load(Ordering::Acquire) >= n)
-        {
+        let flush_due = config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_records.load(Ordering::Acquire) >= n);
+        if gap || flush_due {
             self.flush()?;
         }
         Ok(AppendInfo {
             base_offset: first_offset,
-            last_offset: next_offset - 1,
+            last_offset,
             max_timestamp,
             batch_count: placements.len(),
             bytes: data.len(),
@@ -286,11 +289,17 @@ impl Log {
 
     fn note_unflushed(&self, records: u64) {
         self.unflushed_records.fetch_add(records, Ordering::AcqRel);
-        let now = self.clock.now_ms();
-        // Only the first unflushed append sets the time; a failed exchange means one did.
-        let _already_set =
-            self.first_unflushed_ms
-                .compare_exchange(-1, now, Ordering::AcqRel, Ordering::Acquire);
+        // Only the first unflushed append sets the time (and reads the clock); a failed
+        // exchange means a flush or another append got there first, which is as good.
+        if self.first_unflushed_ms.load(Ordering::Acquire) < 0 {
+            let now = self.clock.now_ms();
+            let _already_set = self.first_unflushed_ms.compare_exchange(
+                -1,
+                now,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
     }
 
     fn check_online(&self) -> Result<()> {
@@ -308,6 +317,7 @@ impl Log {
     fn prepare_append<'w>(
         &self,
         writer: &'w mut Option<ActiveSegment>,
+        config: &LogConfig,
         bytes: usize,
         first_offset: i64,
         last_offset: i64,
@@ -315,7 +325,6 @@ impl Log {
         let active = writer.as_mut().ok_or_else(|| Error::Closed {
             dir: self.dir.clone(),
         })?;
-        let config = self.config();
         let empty = active.segment().is_empty();
         let expired = self.clock.now_ms() - active.rolling_base_ms() >= config.segment_ms;
         if !active.has_room(bytes, last_offset) || (expired && !empty) {
