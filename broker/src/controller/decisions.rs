@@ -1,0 +1,344 @@
+//! The active controller's decisions, as pure functions of the metadata: each returns the
+//! records to append (or why it refuses), and changes nothing itself. Time and randomness come
+//! in as arguments, so a seeded simulation can drive them.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::metadata::{ClusterMetadata, Partition};
+use super::records::{
+    BrokerId, MetadataRecord, PartitionChangeRecord, PartitionRecord, TopicRecord,
+};
+
+/// The longest topic name Kafka accepts.
+pub const TOPIC_NAME_MAX_CHARS: usize = 249;
+
+/// The topic config that lets an out-of-sync replica lead when no ISR member is live.
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
+/// Why the controller refuses a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    /// The name breaks Kafka's topic name rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    /// A topic of that name exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// Fewer than one partition.
+    #[error("a topic needs at least 1 partition, not {0}")]
+    InvalidPartitionCount(i32),
+    /// More replicas than live brokers to hold them.
+    #[error("replication factor {requested} is above the {live} live brokers")]
+    ReplicationFactorTooHigh { requested: i32, live: usize },
+    /// Fewer than one replica.
+    #[error("replication factor must be at least 1, not {0}")]
+    InvalidReplicationFactor(i32),
+    /// An ISR proposal that is stale or impossible.
+    #[error("ISR change refused: {0}")]
+    IsrChange(&'static str),
+}
+
+/// Checks a topic name by Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), DecisionError> {
+    let invalid = |reason| {
+        Err(DecisionError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("it is empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if name.chars().count() > TOPIC_NAME_MAX_CHARS {
+        return invalid("it is longer than 249 characters");
+    }
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if !name.chars().all(legal) {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Places `partitions` partitions of `replication_factor` replicas each on the live brokers:
+/// leaders (first replicas) rotate over the brokers starting at `start`, and each partition's
+/// replicas go to as many different racks as there are.
+pub fn place_replicas(
+    metadata: &ClusterMetadata,
+    partitions: i32,
+    replication_factor: i32,
+    start: usize,
+) -> Result<Vec<Vec<BrokerId>>, DecisionError> {
+    if partitions < 1 {
+        return Err(DecisionError::InvalidPartitionCount(partitions));
+    }
+    if replication_factor < 1 {
+        return Err(DecisionError::InvalidReplicationFactor(replication_factor));
+    }
+    let order = rack_alternating_brokers(metadata);
+    let factor = usize::try_from(replication_factor).expect("checked positive");
+    if factor > order.len() {
+        return Err(DecisionError::ReplicationFactorTooHigh {
+            requested: replication_factor,
+            live: order.len(),
+        });
+    }
+    let placement = (0..usize::try_from(partitions).expect("checked positive"))
+        .map(|p| {
+            let first = (start + p) % order.len();
+            let mut replicas: Vec<(BrokerId, &str)> = Vec::with_capacity(factor);
+            let candidates = (0..order.len()).map(|i| order[(first + i) % order.len()]);
+            // First pass: a new rack each time; second pass: fill from the rest.
+            for (id, rack) in candidates.clone() {
+                if replicas.len() < factor && !replicas.iter().any(|r| r.1 == rack) {
+                    replicas.push((id, rack));
+                }
+            }
+            for (id, rack) in candidates {
+                if replicas.len() < factor && !replicas.iter().any(|r| r.0 == id) {
+                    replicas.push((id, rack));
+                }
+            }
+            replicas.into_iter().map(|(id, _)| id).collect()
+        })
+        .collect();
+    Ok(placement)
+}
+
+/// The live brokers by id, reordered so that consecutive brokers are on different racks where
+/// possible: one broker of each rack in turn.
+fn rack_alternating_brokers(metadata: &ClusterMetadata) -> Vec<(BrokerId, &str)> {
+    let mut by_rack: BTreeMap<&str, Vec<BrokerId>> = BTreeMap::new();
+    for broker in metadata.brokers().filter(|b| !b.fenced) {
+        by_rack
+            .entry(broker.rack.as_deref().unwrap_or(""))
+            .or_default()
+            .push(broker.id);
+    }
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    let mut order = Vec::new();
+    for i in 0..longest {
+        for (rack, ids) in &by_rack {
+            if let Some(&id) = ids.get(i) {
+                order.push((id, *rack));
+            }
+        }
+    }
+    order
+}
+
+/// The records that create topic `name`: its id, configs and partitions with their replicas
+/// placed, every replica in the ISR, and the first live replica leading.
+pub fn create_topic(
+    metadata: &ClusterMetadata,
+    name: &str,
+    topic_id: Uuid,
+    partitions: i32,
+    replication_factor: i32,
+    configs: BTreeMap<String, String>,
+    placement_start: usize,
+) -> Result<Vec<MetadataRecord>, DecisionError> {
+    validate_topic_name(name)?;
+    if metadata.topic_by_name(name).is_some() {
+        return Err(DecisionError::TopicExists(name.to_string()));
+    }
+    let placement = place_replicas(metadata, partitions, replication_factor, placement_start)?;
+    let mut records = vec![MetadataRecord::Topic(TopicRecord {
+        name: name.to_string(),
+        topic_id,
+        configs,
+    })];
+    for (index, replicas) in placement.into_iter().enumerate() {
+        records.push(MetadataRecord::Partition(PartitionRecord {
+            topic_id,
+            partition: i32::try_from(index).expect("partition count is an i32"),
+            leader: replicas.first().copied(),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }));
+    }
+    Ok(records)
+}
+
+/// The leader a partition should have: the first replica, in replica order, that is in the
+/// ISR and live. `None` if there is none (the partition is offline).
+pub fn elect_leader(partition: &Partition, is_live: impl Fn(BrokerId) -> bool) -> Option<BrokerId> {
+    partition
+        .replicas
+        .iter()
+        .copied()
+        .find(|id| partition.isr.contains(id) && is_live(*id))
+}
+
+/// The records that fence broker `broker_id`: the fence itself, then for every partition whose
+/// ISR holds it, its removal from the ISR (unless it is the last member, which stays so that
+/// it can lead again) and, where it led, a new leader elected from the rest of the ISR, or
+/// none (offline) unless the topic allows unclean election.
+pub fn fence_broker(metadata: &ClusterMetadata, broker_id: BrokerId) -> Vec<MetadataRecord> {
+    let Some(broker) = metadata.broker(broker_id) else {
+        return Vec::new();
+    };
+    let mut records = vec![MetadataRecord::FenceBroker {
+        broker_id,
+        incarnation: broker.incarnation,
+    }];
+    let is_live = |id: BrokerId| id != broker_id && metadata.is_live(id);
+    for topic in metadata.topics() {
+        let unclean = topic
+            .configs
+            .get(UNCLEAN_LEADER_ELECTION)
+            .is_some_and(|v| v == "true");
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            if !partition.isr.contains(&broker_id) {
+                continue;
+            }
+            let mut next = partition.clone();
+            if next.isr.len() > 1 {
+                next.isr.retain(|&id| id != broker_id);
+            }
+            if next.leader == Some(broker_id) {
+                next.leader = elect_leader(&next, is_live);
+                if next.leader.is_none() && unclean {
+                    next.leader = next.replicas.iter().copied().find(|&id| is_live(id));
+                    if let Some(leader) = next.leader {
+                        next.isr = vec![leader];
+                    }
+                }
+            }
+            if let Some(change) = change_record(topic.id, index, partition, &next) {
+                records.push(MetadataRecord::PartitionChange(change));
+            }
+        }
+    }
+    records
+}
+
+/// The records that unfence broker `broker_id`: the unfence itself, then leadership of every
+/// offline partition whose ISR holds it.
+pub fn unfence_broker(metadata: &ClusterMetadata, broker_id: BrokerId) -> Vec<MetadataRecord> {
+    let Some(broker) = metadata.broker(broker_id) else {
+        return Vec::new();
+    };
+    let mut records = vec![MetadataRecord::UnfenceBroker {
+        broker_id,
+        incarnation: broker.incarnation,
+    }];
+    let is_live = |id: BrokerId| id == broker_id || metadata.is_live(id);
+    for topic in metadata.topics() {
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            if partition.leader.is_some() || !partition.isr.contains(&broker_id) {
+                continue;
+            }
+            let next = Partition {
+                leader: elect_leader(partition, is_live),
+                ..partition.clone()
+            };
+            if let Some(change) = change_record(topic.id, index, partition, &next) {
+                records.push(MetadataRecord::PartitionChange(change));
+            }
+        }
+    }
+    records
+}
+
+/// An ISR change a partition leader proposes, stamped with the epochs it saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    /// The partition's topic.
+    pub topic_id: Uuid,
+    /// The partition's index.
+    pub partition: i32,
+    /// The broker proposing: it must be the leader.
+    pub proposer: BrokerId,
+    /// The leader epoch the proposer leads at.
+    pub leader_epoch: i32,
+    /// The partition epoch the proposer last saw.
+    pub partition_epoch: i32,
+    /// The ISR it proposes.
+    pub isr: Vec<BrokerId>,
+}
+
+/// The record for an ISR change, or why it is refused: the proposer must be the current
+/// leader at the current epochs (a stale proposal is refused), the new ISR must hold the
+/// leader and only replicas, and a member it adds must be live.
+pub fn change_isr(
+    metadata: &ClusterMetadata,
+    proposal: &IsrProposal,
+) -> Result<MetadataRecord, DecisionError> {
+    let refuse = |reason| Err(DecisionError::IsrChange(reason));
+    let Some(topic) = metadata.topic(proposal.topic_id) else {
+        return refuse("unknown topic");
+    };
+    let Some(partition) = usize::try_from(proposal.partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+    else {
+        return refuse("unknown partition");
+    };
+    if partition.leader != Some(proposal.proposer)
+        || partition.leader_epoch != proposal.leader_epoch
+    {
+        return refuse("the proposer is not the leader at this leader epoch (fenced leader epoch)");
+    }
+    if partition.partition_epoch != proposal.partition_epoch {
+        return refuse("the partition changed since the proposal was made (stale partition epoch)");
+    }
+    if !proposal.isr.contains(&proposal.proposer) {
+        return refuse("the new ISR must hold the leader");
+    }
+    if proposal
+        .isr
+        .iter()
+        .any(|id| !partition.replicas.contains(id))
+    {
+        return refuse("the new ISR holds a broker that is not a replica");
+    }
+    let added_fenced = proposal
+        .isr
+        .iter()
+        .any(|id| !partition.isr.contains(id) && !metadata.is_live(*id));
+    if added_fenced {
+        return refuse("the new ISR adds a fenced broker");
+    }
+    let mut isr: Vec<BrokerId> = partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|id| proposal.isr.contains(id))
+        .collect();
+    isr.dedup();
+    Ok(MetadataRecord::PartitionChange(PartitionChangeRecord {
+        topic_id: proposal.topic_id,
+        partition: proposal.partition,
+        leader: None,
+        isr: Some(isr),
+        replicas: None,
+    }))
+}
+
+/// The change record that takes `current` to `next`, or `None` if nothing changes.
+fn change_record(
+    topic_id: Uuid,
+    index: usize,
+    current: &Partition,
+    next: &Partition,
+) -> Option<PartitionChangeRecord> {
+    let leader = (next.leader != current.leader).then_some(next.leader);
+    let isr = (next.isr != current.isr).then(|| next.isr.clone());
+    if leader.is_none() && isr.is_none() {
+        return None;
+    }
+    Some(PartitionChangeRecord {
+        topic_id,
+        partition: i32::try_from(index).expect("partition count is an i32"),
+        leader,
+        isr,
+        replicas: None,
+    })
+}
