@@ -20,7 +20,7 @@ pub struct ConfigError {
     /// The rejected value, as text.
     pub value: String,
     /// What the value must be instead.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// How one partition's log is laid out, kept and flushed. The per-topic configs of Kafka
@@ -69,7 +69,13 @@ impl Default for LogConfig {
 impl LogConfig {
     /// Checks every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key, value: String, reason| Err(ConfigError { key, value, reason });
+        let err = |key, value: String, reason: &str| {
+            Err(ConfigError {
+                key,
+                value,
+                reason: reason.to_string(),
+            })
+        };
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return err(
                 "segment_bytes",
@@ -175,12 +181,64 @@ impl StorageConfig {
                 return Err(ConfigError {
                     key,
                     value: "0".into(),
-                    reason: "must be positive",
+                    reason: "must be positive".to_string(),
                 });
             }
         }
         Ok(())
     }
+}
+
+/// A controller voter: a node id and the internal address its Raft peers reach it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// The voter's node id.
+    pub node_id: u64,
+    /// Its internal API address, `host:port`.
+    pub address: String,
+}
+
+/// Parses `--controller-voters`: `"1@host:9094,2@host:9094,3@host:9094"`. Ids must be unique
+/// and addresses `host:port` with a port number; spaces around entries are allowed.
+pub fn parse_controller_voters(list: &str) -> Result<Vec<Voter>, ConfigError> {
+    let err = |reason: String| ConfigError {
+        key: "controller_voters",
+        value: format!("{list:?}"),
+        reason,
+    };
+    let mut voters: Vec<Voter> = Vec::new();
+    for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        let position = index + 1;
+        let Some((id, address)) = entry.split_once('@') else {
+            return Err(err(format!(
+                "entry {position} ({entry:?}) is not NODE_ID@HOST:PORT"
+            )));
+        };
+        let node_id: u64 = id.parse().map_err(|_parse_error| {
+            err(format!(
+                "entry {position} ({entry:?}) has a node id that is not a whole number"
+            ))
+        })?;
+        let port = address
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        match port {
+            Some((host, Ok(port))) if !host.is_empty() && port > 0 => {}
+            _ => {
+                return Err(err(format!(
+                    "entry {position} ({entry:?}) has an address that is not HOST:PORT"
+                )));
+            }
+        }
+        if voters.iter().any(|v| v.node_id == node_id) {
+            return Err(err(format!("node id {node_id} is listed twice")));
+        }
+        voters.push(Voter {
+            node_id,
+            address: address.to_string(),
+        });
+    }
+    Ok(voters)
 }
 
 #[cfg(test)]
@@ -208,5 +266,32 @@ mod tests {
             ..LogConfig::default()
         };
         assert_eq!(config.validate().unwrap_err().key, "flush_messages");
+    }
+
+    #[test]
+    fn controller_voters_parse_or_say_what_is_wrong() {
+        let voters = parse_controller_voters("1@a:9094, 2@b.example:9094,3@[::1]:9094").unwrap();
+        let ids: Vec<u64> = voters.iter().map(|v| v.node_id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(voters[2].address, "[::1]:9094");
+
+        let check = |list: &str, reason: &str| {
+            let message = parse_controller_voters(list).unwrap_err().to_string();
+            assert!(message.contains(reason), "{list:?}: {message}");
+            assert!(
+                message.starts_with("invalid configuration: controller_voters = "),
+                "{message}"
+            );
+        };
+        check("", "entry 1 (\"\") is not NODE_ID@HOST:PORT");
+        check(
+            "1@a:9094,b:9094",
+            "entry 2 (\"b:9094\") is not NODE_ID@HOST:PORT",
+        );
+        check("x@a:9094", "node id that is not a whole number");
+        check("1@a", "address that is not HOST:PORT");
+        check("1@a:port", "address that is not HOST:PORT");
+        check("1@:9094", "address that is not HOST:PORT");
+        check("1@a:9094,1@b:9094", "node id 1 is listed twice");
     }
 }
