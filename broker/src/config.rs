@@ -214,9 +214,9 @@ pub fn parse_controller_voters(list: &str) -> Result<Vec<Voter>, ConfigError> {
                 "entry {position} ({entry:?}) is not NODE_ID@HOST:PORT"
             )));
         };
-        let node_id: u64 = id.parse().map_err(|_parse_error| {
+        let node_id: u64 = id.parse().map_err(|e| {
             err(format!(
-                "entry {position} ({entry:?}) has a node id that is not a whole number"
+                "entry {position} ({entry:?}) has a node id that is not a whole number ({e})"
             ))
         })?;
         let port = address
