@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         // `bytes` fields become `bytes::Bytes`: keys and values can share the request buffer.
         .bytes(".")
+        // Maps keep their keys in order, so encoding the same metadata gives the same bytes.
+        .btree_map(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -16,6 +16,7 @@
 //!
 //! The Raft quorum that orders the records (openraft) and the controller's runtime come next.
 
+pub mod codec;
 pub mod decisions;
 mod metadata;
 mod records;
