@@ -122,7 +122,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<ClusterMetadata, CodecError> {
     Ok(metadata)
 }
 
-fn record_to_pb(record: &MetadataRecord) -> pb::MetadataRecord {
+pub(crate) fn record_to_pb(record: &MetadataRecord) -> pb::MetadataRecord {
     use pb::metadata_record::Record;
     let fence = |broker_id, incarnation: &Uuid| pb::BrokerFenceRecord {
         broker_id,
@@ -158,7 +158,7 @@ fn record_to_pb(record: &MetadataRecord) -> pb::MetadataRecord {
     }
 }
 
-fn record_from_pb(record: pb::MetadataRecord) -> Result<MetadataRecord, CodecError> {
+pub(crate) fn record_from_pb(record: pb::MetadataRecord) -> Result<MetadataRecord, CodecError> {
     use pb::metadata_record::Record;
     let record = record.record.ok_or(CodecError::Missing("record"))?;
     Ok(match record {

@@ -133,6 +133,19 @@ impl ClusterMetadata {
         }
     }
 
+    /// Applies `records` together: all of them, or (if one is refused) none.
+    pub fn apply_batch(&mut self, records: &[MetadataRecord]) -> Result<(), ApplyError> {
+        if let [record] = records {
+            return self.apply(record);
+        }
+        let mut next = self.clone();
+        for record in records {
+            next.apply(record)?;
+        }
+        *self = next;
+        Ok(())
+    }
+
     fn register_broker(&mut self, record: &BrokerRecord) {
         let broker = Broker {
             id: record.broker_id,

@@ -19,6 +19,7 @@
 pub mod codec;
 pub mod decisions;
 mod metadata;
+pub mod raft;
 mod records;
 
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};

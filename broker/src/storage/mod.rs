@@ -40,5 +40,6 @@ mod segment;
 
 pub use checkpoint::{read_checkpoint, write_checkpoint};
 pub use error::{Error, Result};
+pub(crate) use files::sync_directory;
 pub use log::{AppendInfo, Log, LogCheckpoint, OpenState, TimestampOffset};
 pub use manager::{LogManager, TopicPartition};
