@@ -70,8 +70,8 @@ pub(super) fn membership_from_pb(membership: &pb::RaftMembership) -> Membership<
     Membership::new(configs, nodes)
 }
 
-/// Encodes a log entry.
-pub(super) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
+/// A log entry as its protobuf message.
+pub(super) fn entry_to_pb(entry: &Entry<TypeConfig>) -> pb::RaftEntry {
     use pb::raft_entry::Payload;
     let payload = match &entry.payload {
         EntryPayload::Blank => Payload::Blank(pb::RaftBlank {}),
@@ -84,13 +84,11 @@ pub(super) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
         log_id: Some(log_id_to_pb(&entry.log_id)),
         payload: Some(payload),
     }
-    .encode_to_vec()
 }
 
-/// Decodes a log entry.
-pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError> {
+/// A log entry from its protobuf message.
+pub(super) fn entry_from_pb(entry: pb::RaftEntry) -> Result<Entry<TypeConfig>, CodecError> {
     use pb::raft_entry::Payload;
-    let entry = pb::RaftEntry::decode(bytes)?;
     let log_id = entry.log_id.ok_or(CodecError::Missing("log id"))?;
     let payload = match entry.payload.ok_or(CodecError::Missing("entry payload"))? {
         Payload::Blank(_) => EntryPayload::Blank,
@@ -108,4 +106,14 @@ pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError
         log_id: log_id_from_pb(&log_id),
         payload,
     })
+}
+
+/// Encodes a log entry.
+pub(super) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
+    entry_to_pb(entry).encode_to_vec()
+}
+
+/// Decodes a log entry.
+pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError> {
+    entry_from_pb(pb::RaftEntry::decode(bytes)?)
 }

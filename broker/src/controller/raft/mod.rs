@@ -15,9 +15,11 @@
 
 mod encoding;
 mod log_store;
+mod network;
 mod state_machine;
 
 pub use log_store::LogStore;
+pub use network::{NetworkFactory, RaftClient, RaftService};
 pub use state_machine::StateMachine;
 
 use super::metadata::ApplyError;
