@@ -35,12 +35,14 @@ pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// Entries by index, with the file position of each one's frame.
+type Entries = BTreeMap<u64, (u64, Entry<TypeConfig>)>;
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
     file: File,
-    /// Entries by index, with the file position of each one's frame.
-    entries: BTreeMap<u64, (u64, Entry<TypeConfig>)>,
+    entries: Entries,
     /// End of the last valid frame.
     end: u64,
     vote: Option<Vote<u64>>,
@@ -73,7 +75,7 @@ impl LogStore {
             .map_err(|e| io_error("open", &path, e))?;
         let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
         let last_purged = meta.last_purged.as_ref().map(log_id_from_pb);
-        let (entries, end) = scan_frames(&bytes, last_purged.map_or(0, |id| id.index + 1));
+        let (entries, end) = scan_frames(&path, &bytes, last_purged.map_or(0, |id| id.index + 1))?;
         if end < bytes.len() as u64 {
             tracing::warn!(path = %path.display(), position = end,
                 "cutting the Raft log at a damaged entry (a write cut short)");
@@ -104,7 +106,7 @@ impl LogStore {
 /// Reads consecutive frames from `bytes`, keeping entries at or after `first_index`; stops at
 /// the first frame that is cut short or fails its checksum. Returns the entries and where the
 /// valid frames end.
-fn scan_frames(bytes: &[u8], first_index: u64) -> (BTreeMap<u64, (u64, Entry<TypeConfig>)>, u64) {
+fn scan_frames(path: &Path, bytes: &[u8], first_index: u64) -> std::io::Result<(Entries, u64)> {
     let mut entries = BTreeMap::new();
     let mut position = 0usize;
     while bytes.len() - position >= FRAME_HEADER_LEN {
@@ -121,15 +123,21 @@ fn scan_frames(bytes: &[u8], first_index: u64) -> (BTreeMap<u64, (u64, Entry<Typ
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(entry) = decode_entry(payload) else {
-            break;
-        };
+        // A frame whose checksum holds was written whole: if it does not decode, the file is
+        // not one this version wrote, and cutting it off would lose committed entries.
+        let entry = decode_entry(payload).map_err(|e| {
+            io_error(
+                &format!("decode the entry at byte {position} of"),
+                path,
+                format!("{e}; was the file written by another version of Weir?"),
+            )
+        })?;
         if entry.log_id.index >= first_index {
             entries.insert(entry.log_id.index, (position as u64, entry));
         }
         position = start + len as usize;
     }
-    (entries, position as u64)
+    Ok((entries, position as u64))
 }
 
 fn frame(entry: &Entry<TypeConfig>) -> Vec<u8> {
@@ -175,12 +183,18 @@ impl Inner {
             position += frame.len() as u64;
             buffer.extend_from_slice(&frame);
         }
-        self.file
+        let written_and_synced = self
+            .file
             .write_all(&buffer)
-            .map_err(|e| io_error("append to", &path, e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| io_error("sync", &path, e))?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written_and_synced {
+            // The file is opened for appending: cut off whatever part was written, or the
+            // next append would land after it and be lost behind it at the next open.
+            if let Err(cut) = self.file.set_len(self.end) {
+                return Err(io_error("cut back a failed append to", &path, cut));
+            }
+            return Err(io_error("append to", &path, e));
+        }
         self.end = position;
         for (position, entry) in written {
             self.entries.insert(entry.log_id.index, (position, entry));
@@ -390,5 +404,16 @@ mod tests {
         store.lock().append(vec![entry(2, 5)]).unwrap();
         drop(store);
         assert_eq!(indexes(&LogStore::open(dir.path()).unwrap()), [3, 4, 5]);
+
+        // A whole frame (its checksum holds) that does not decode is not cut off silently.
+        let garbage = [0xffu8; 5];
+        let mut frame = (garbage.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&garbage).to_be_bytes());
+        frame.extend_from_slice(&garbage);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&frame).unwrap();
+        drop(file);
+        let error = LogStore::open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("another version of Weir"), "{error}");
     }
 }
