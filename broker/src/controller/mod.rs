@@ -19,10 +19,12 @@
 pub mod codec;
 pub mod decisions;
 mod metadata;
+mod node;
 pub mod raft;
 mod records;
 
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};
+pub use node::{Controller, ControllerConfig, ControllerError};
 pub use records::{
     BrokerId, BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
     TopicRecord,

@@ -77,6 +77,11 @@ impl StateMachine {
     pub fn metadata(&self) -> ClusterMetadata {
         self.lock().metadata.clone()
     }
+
+    /// The index of the last log entry applied, if any.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.lock().last_applied.map(|id| id.index)
+    }
 }
 
 /// A snapshot's data: its Raft state and the metadata, as one protobuf message.

@@ -1,0 +1,522 @@
+//! A controller node: the Raft quorum member (a voter) that keeps its metadata log in
+//! `<dir>`, serves the Raft RPCs of its peers on its internal listener, and, while it is the
+//! active controller (the Raft leader), decides and writes metadata changes.
+//!
+//! Every decision is made under one lock against the metadata this node has applied, then
+//! written through Raft; a decision that a concurrent change made stale is refused by
+//! `apply` and reported, never half applied.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, Raft};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, oneshot};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use uuid::Uuid;
+use weir_proto::internal::v1::controller_raft_server::ControllerRaftServer;
+
+use super::decisions::{self, DecisionError};
+use super::metadata::{ApplyError, ClusterMetadata};
+use super::raft::{LogStore, MetadataBatch, NetworkFactory, RaftService, StateMachine, TypeConfig};
+use super::records::{BrokerId, BrokerRecord, MetadataRecord};
+use crate::config::Voter;
+
+/// How a controller node runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This node's id; it must be one of `voters`.
+    pub node_id: u64,
+    /// Where the metadata log and snapshots live.
+    pub dir: PathBuf,
+    /// Every voter of the quorum, this node included.
+    pub voters: Vec<Voter>,
+    /// How often the leader sends heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no leader for a random time in this range starts an election.
+    pub election_timeout_min_ms: u64,
+    /// See `election_timeout_min_ms`.
+    pub election_timeout_max_ms: u64,
+}
+
+/// Why a controller request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// This node is not the active controller; `leader` is, if one is known.
+    #[error("node is not the active controller (the active controller is {})", leader.map_or("not known yet".to_string(), |l| format!("node {l}")))]
+    NotController {
+        /// The active controller's node id, if known.
+        leader: Option<u64>,
+    },
+    /// The request is invalid for the current metadata.
+    #[error(transparent)]
+    Refused(#[from] DecisionError),
+    /// The decision went stale before it was committed (another change won the race).
+    #[error("the change conflicts with a concurrent one: {0}; retry it")]
+    Conflict(#[source] ApplyError),
+    /// A topic named in the request does not exist.
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    /// The configuration cannot work.
+    #[error("invalid controller configuration: {0}")]
+    Config(String),
+    /// The metadata log could not be read or written.
+    #[error("controller storage failed: {0}")]
+    Storage(#[source] std::io::Error),
+    /// Raft failed (shut down, or a fatal storage error).
+    #[error("controller quorum failed: {0}")]
+    Raft(String),
+}
+
+/// A running controller node.
+pub struct Controller {
+    node_id: u64,
+    raft: Raft<TypeConfig>,
+    state_machine: StateMachine,
+    /// Serializes decisions, so each is made against the state the previous one left.
+    deciding: Mutex<()>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Opens the metadata log, serves peers on `listener`, and joins the quorum. A fresh
+    /// quorum is initialized with `voters` (every voter proposes the same membership, so it
+    /// does not matter which one is first).
+    pub async fn start(
+        config: ControllerConfig,
+        listener: TcpListener,
+    ) -> Result<Controller, ControllerError> {
+        if !config.voters.iter().any(|v| v.node_id == config.node_id) {
+            return Err(ControllerError::Config(format!(
+                "node {} is not one of the controller voters",
+                config.node_id
+            )));
+        }
+        let raft_config = Config {
+            cluster_name: "weir".into(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::Config(e.to_string()))?;
+        let log_store = LogStore::open(&config.dir).map_err(ControllerError::Storage)?;
+        let state_machine = StateMachine::open(&config.dir).map_err(ControllerError::Storage)?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory,
+            log_store,
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| ControllerError::Raft(e.to_string()))?;
+
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let service = ControllerRaftServer::new(RaftService::new(raft.clone()));
+        let server = tokio::spawn(
+            Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                    // A dropped sender stops the server too.
+                    stopped.await.unwrap_or(());
+                }),
+        );
+
+        let members: BTreeMap<u64, BasicNode> = config
+            .voters
+            .iter()
+            .map(|v| {
+                (
+                    v.node_id,
+                    BasicNode {
+                        addr: v.address.clone(),
+                    },
+                )
+            })
+            .collect();
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()))?
+        {
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // Another voter initialized the quorum first, with the same voters.
+                Err(e)
+                    if e.api_error().is_some_and(|api| {
+                        matches!(api, openraft::error::InitializeError::NotAllowed(_))
+                    }) => {}
+                Err(e) => return Err(ControllerError::Raft(e.to_string())),
+            }
+        }
+        Ok(Controller {
+            node_id: config.node_id,
+            raft,
+            state_machine,
+            deciding: Mutex::new(()),
+            stop_server: Some(stop_server),
+            server: Some(server),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The metadata this node has applied.
+    pub fn metadata(&self) -> ClusterMetadata {
+        self.state_machine.metadata()
+    }
+
+    /// The active controller, as this node knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// How far this node has applied the metadata log.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.state_machine.applied_index()
+    }
+
+    /// Waits until this node knows an active controller, for at most `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, ControllerError> {
+        let metrics = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "an active controller")
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        Ok(metrics.current_leader.expect("waited for a leader"))
+    }
+
+    /// Waits until this node has applied the metadata log up to `index`.
+    pub async fn wait_for_applied(
+        &self,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "the metadata log")
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Registers a broker (fenced) and unfences it: what a broker's first heartbeat will do.
+    pub async fn register_broker(&self, record: BrokerRecord) -> Result<u64, ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        let broker_id = record.broker_id;
+        let mut staged = self.metadata();
+        let register = MetadataRecord::RegisterBroker(record);
+        staged.apply(&register).map_err(ControllerError::Conflict)?;
+        let mut records = vec![register];
+        records.extend(decisions::unfence_broker(&staged, broker_id));
+        self.write(records).await
+    }
+
+    /// Fences a broker and moves leadership of its partitions to other ISR members.
+    pub async fn fence_broker(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        let records = decisions::fence_broker(&self.metadata(), broker_id);
+        if records.is_empty() {
+            return Err(ControllerError::Conflict(ApplyError::UnknownBroker(
+                broker_id,
+            )));
+        }
+        self.write(records).await
+    }
+
+    /// Creates a topic with its replicas placed over the live brokers. Returns its id.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Uuid, ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        let metadata = self.metadata();
+        let topic_id = Uuid::new_v4();
+        // Rotate placement with the topic count, so leaders spread over topics too.
+        let start = metadata.topics().count();
+        let records = decisions::create_topic(
+            &metadata,
+            name,
+            topic_id,
+            partitions,
+            replication_factor,
+            configs,
+            start,
+        )?;
+        self.write(records).await?;
+        Ok(topic_id)
+    }
+
+    /// Deletes a topic and its partitions.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        let topic = self
+            .metadata()
+            .topic_by_name(name)
+            .map(|t| t.id)
+            .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
+        self.write(vec![MetadataRecord::RemoveTopic { topic_id: topic }])
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `records` through Raft as one batch; returns its log index once committed and
+    /// applied here.
+    async fn write(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
+        let written = self
+            .raft
+            .client_write(MetadataBatch(records))
+            .await
+            .map_err(|e| match e.forward_to_leader::<BasicNode>() {
+                Some(forward) => ControllerError::NotController {
+                    leader: forward.leader_id,
+                },
+                None => ControllerError::Raft(e.to_string()),
+            })?;
+        if let Some(refused) = written.data.refused {
+            return Err(ControllerError::Conflict(refused));
+        }
+        Ok(written.log_id.index)
+    }
+
+    /// Leaves the quorum's work to the others: stops Raft and the peer listener.
+    pub async fn shutdown(mut self) -> Result<(), ControllerError> {
+        let stopped = self
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()));
+        if let Some(stop) = self.stop_server.take() {
+            // The server may already be gone; either way it is stopping.
+            let _already_stopped = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the controller's peer listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the controller's peer listener panicked"),
+            }
+        }
+        stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::records::Endpoints;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// Starts one controller per directory, on `addresses` if given (a restart), otherwise on
+    /// fresh ports.
+    async fn start_quorum(
+        dirs: &[tempfile::TempDir],
+        addresses: Option<&[String]>,
+    ) -> Vec<Controller> {
+        let mut listeners = Vec::new();
+        for i in 0..dirs.len() {
+            let address = addresses.map_or("127.0.0.1:0", |a| a[i].as_str());
+            listeners.push(TcpListener::bind(address).await.unwrap());
+        }
+        let voters: Vec<Voter> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Voter {
+                node_id: i as u64 + 1,
+                address: l.local_addr().unwrap().to_string(),
+            })
+            .collect();
+        let mut controllers = Vec::new();
+        for (i, (listener, dir)) in listeners.into_iter().zip(dirs).enumerate() {
+            let config = ControllerConfig {
+                node_id: i as u64 + 1,
+                dir: dir.path().to_path_buf(),
+                voters: voters.clone(),
+                heartbeat_interval_ms: 50,
+                election_timeout_min_ms: 200,
+                election_timeout_max_ms: 400,
+            };
+            controllers.push(Controller::start(config, listener).await.unwrap());
+        }
+        controllers
+    }
+
+    fn broker(broker_id: BrokerId) -> BrokerRecord {
+        BrokerRecord {
+            broker_id,
+            incarnation: Uuid::new_v4(),
+            endpoints: Endpoints {
+                kafka: format!("127.0.0.1:{}", 9000 + broker_id),
+                grpc: format!("127.0.0.1:{}", 9100 + broker_id),
+                internal: format!("127.0.0.1:{}", 9200 + broker_id),
+            },
+            rack: None,
+        }
+    }
+
+    /// Waits until every controller applied what the leader has.
+    async fn converge(controllers: &[Controller], leader: &Controller) {
+        let index = leader.applied_index().unwrap();
+        for controller in controllers {
+            controller.wait_for_applied(index, WAIT).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quorum_agrees_on_topics_refuses_bad_requests_and_moves_leaders_off_a_fenced_broker()
+    {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let controllers = start_quorum(&dirs, None).await;
+        let leader_id = controllers[0].wait_for_leader(WAIT).await.unwrap();
+        let leader = &controllers[leader_id as usize - 1];
+        let follower = controllers
+            .iter()
+            .find(|c| c.node_id() != leader_id)
+            .unwrap();
+
+        for id in 1..=3 {
+            leader.register_broker(broker(id)).await.unwrap();
+        }
+        for n in 0..20 {
+            leader
+                .create_topic(&format!("topic-{n}"), 3, 2, BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        converge(&controllers, leader).await;
+        let metadata = leader.metadata();
+        assert_eq!(metadata.topics().count(), 20);
+        for controller in &controllers {
+            assert_eq!(
+                controller.metadata(),
+                metadata,
+                "node {}",
+                controller.node_id()
+            );
+        }
+
+        // Only the active controller decides; others say who does.
+        let error = follower
+            .create_topic("elsewhere", 1, 1, BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ControllerError::NotController { leader: Some(l) } if l == leader_id),
+            "{error}"
+        );
+
+        // Bad requests change nothing.
+        let check = |error: ControllerError, expected: &str| {
+            assert!(error.to_string().contains(expected), "{error}");
+        };
+        check(
+            leader
+                .create_topic("bad name", 1, 1, BTreeMap::new())
+                .await
+                .unwrap_err(),
+            "invalid topic name",
+        );
+        check(
+            leader
+                .create_topic("big", 1, 4, BTreeMap::new())
+                .await
+                .unwrap_err(),
+            "above the 3 live brokers",
+        );
+        check(
+            leader
+                .create_topic("topic-0", 1, 1, BTreeMap::new())
+                .await
+                .unwrap_err(),
+            "already exists",
+        );
+        check(
+            leader.delete_topic("missing").await.unwrap_err(),
+            "does not exist",
+        );
+        assert_eq!(leader.metadata(), metadata);
+
+        // Broker 1 stops: every partition it led gets another ISR member, at a higher epoch.
+        leader.fence_broker(1).await.unwrap();
+        converge(&controllers, leader).await;
+        let after = leader.metadata();
+        for (topic, before) in after.topics().zip(metadata.topics()) {
+            for (now, then) in topic.partitions.iter().zip(&before.partitions) {
+                assert!(!now.isr.contains(&1) || now.isr == [1], "{now:?}");
+                if then.leader == Some(1) {
+                    assert_ne!(now.leader, Some(1));
+                    assert!(
+                        now.leader.is_some(),
+                        "a replication factor of 2 leaves a live ISR member"
+                    );
+                    assert_eq!(now.leader_epoch, then.leader_epoch + 1);
+                }
+            }
+        }
+        leader.delete_topic("topic-0").await.unwrap();
+        assert!(leader.metadata().topic_by_name("topic-0").is_none());
+        converge(&controllers, leader).await;
+        let before_restart = leader.metadata();
+
+        // Every node restarts: the metadata is intact and the quorum works again.
+        let addresses: Vec<String> = (1..=3u64)
+            .map(|id| {
+                let metrics = controllers[0].raft.metrics().borrow().clone();
+                let node = metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .cloned();
+                node.expect("every voter is a member").addr
+            })
+            .collect();
+        for controller in controllers {
+            controller.shutdown().await.unwrap();
+        }
+        let controllers = start_quorum(&dirs, Some(&addresses)).await;
+        let leader_id = controllers[0].wait_for_leader(WAIT).await.unwrap();
+        let leader = &controllers[leader_id as usize - 1];
+        leader
+            .create_topic("after-restart", 1, 1, BTreeMap::new())
+            .await
+            .unwrap();
+        converge(&controllers, leader).await;
+        for controller in &controllers {
+            let metadata = controller.metadata();
+            assert!(metadata.topic_by_name("after-restart").is_some());
+            assert_eq!(
+                metadata.topics().count(),
+                before_restart.topics().count() + 1
+            );
+            assert_eq!(
+                metadata.brokers().collect::<Vec<_>>(),
+                before_restart.brokers().collect::<Vec<_>>()
+            );
+        }
+        for controller in controllers {
+            controller.shutdown().await.unwrap();
+        }
+    }
+}
