@@ -247,6 +247,26 @@ pub fn unfence_broker(metadata: &ClusterMetadata, broker_id: BrokerId) -> Vec<Me
     records
 }
 
+/// The live brokers whose last heartbeat is more than `session_timeout_ms` before `now_ms`.
+/// Brokers missing from `last_heartbeat_ms` have not started a session and are left alone.
+pub fn expired_sessions(
+    metadata: &ClusterMetadata,
+    last_heartbeat_ms: &BTreeMap<BrokerId, i64>,
+    now_ms: i64,
+    session_timeout_ms: i64,
+) -> Vec<BrokerId> {
+    metadata
+        .brokers()
+        .filter(|b| !b.fenced)
+        .filter(|b| {
+            last_heartbeat_ms
+                .get(&b.id)
+                .is_some_and(|&last| now_ms - last > session_timeout_ms)
+        })
+        .map(|b| b.id)
+        .collect()
+}
+
 /// An ISR change a partition leader proposes, stamped with the epochs it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsrProposal {

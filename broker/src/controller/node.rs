@@ -23,6 +23,7 @@ use super::decisions::{self, DecisionError};
 use super::metadata::{ApplyError, ClusterMetadata};
 use super::raft::{LogStore, MetadataBatch, NetworkFactory, RaftService, StateMachine, TypeConfig};
 use super::records::{BrokerId, BrokerRecord, MetadataRecord};
+use crate::clock::Clock;
 use crate::config::Voter;
 
 /// How a controller node runs.
@@ -40,6 +41,10 @@ pub struct ControllerConfig {
     pub election_timeout_min_ms: u64,
     /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
+    /// A broker whose heartbeats stop for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// The time broker sessions are measured by.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Why a controller request failed.
@@ -57,6 +62,12 @@ pub enum ControllerError {
     /// The decision went stale before it was committed (another change won the race).
     #[error("the change conflicts with a concurrent one: {0}; retry it")]
     Conflict(#[source] ApplyError),
+    /// A heartbeat from a broker that is not registered with that incarnation.
+    #[error("broker {broker_id} is not registered with this incarnation; register it again")]
+    Unregistered {
+        /// The broker.
+        broker_id: BrokerId,
+    },
     /// A topic named in the request does not exist.
     #[error("topic {0:?} does not exist")]
     UnknownTopic(String),
@@ -73,19 +84,39 @@ pub enum ControllerError {
 
 /// A running controller node.
 pub struct Controller {
+    shared: Arc<Shared>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// Fences brokers whose sessions expired, while this node leads.
+    session_expiry: tokio::task::JoinHandle<()>,
+}
+
+/// What the controller and its background task share.
+struct Shared {
     node_id: u64,
     raft: Raft<TypeConfig>,
     state_machine: StateMachine,
     /// Serializes decisions, so each is made against the state the previous one left.
     deciding: Mutex<()>,
-    stop_server: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    clock: Arc<dyn Clock>,
+    session_timeout_ms: i64,
+    sessions: std::sync::Mutex<Sessions>,
+}
+
+/// Broker sessions as the active controller sees them (not replicated: a new active
+/// controller starts every session afresh).
+#[derive(Debug, Default)]
+struct Sessions {
+    /// When each broker was last heard from.
+    last_heartbeat_ms: BTreeMap<BrokerId, i64>,
+    /// The log index of each broker's registration: it is unfenced once it has applied it.
+    registered_at: BTreeMap<BrokerId, u64>,
 }
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("node_id", &self.node_id)
+            .field("node_id", &self.shared.node_id)
             .finish_non_exhaustive()
     }
 }
@@ -163,39 +194,52 @@ impl Controller {
                 Err(e) => return Err(ControllerError::Raft(e.to_string())),
             }
         }
-        Ok(Controller {
+        let shared = Arc::new(Shared {
             node_id: config.node_id,
             raft,
             state_machine,
             deciding: Mutex::new(()),
+            clock: config.clock,
+            session_timeout_ms: i64::try_from(config.broker_session_timeout_ms)
+                .map_err(|e| ControllerError::Config(format!("broker_session_timeout_ms: {e}")))?,
+            sessions: std::sync::Mutex::new(Sessions::default()),
+        });
+        let session_expiry = tokio::spawn(expire_sessions_forever(
+            Arc::clone(&shared),
+            Duration::from_millis((config.broker_session_timeout_ms / 4).max(10)),
+        ));
+        Ok(Controller {
+            shared,
             stop_server: Some(stop_server),
             server: Some(server),
+            session_expiry,
         })
     }
 
     /// This node's id.
     pub fn node_id(&self) -> u64 {
-        self.node_id
+        self.shared.node_id
     }
 
     /// The metadata this node has applied.
     pub fn metadata(&self) -> ClusterMetadata {
-        self.state_machine.metadata()
+        self.shared.state_machine.metadata()
     }
 
     /// The active controller, as this node knows it.
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        self.shared.raft.metrics().borrow().current_leader
     }
 
     /// How far this node has applied the metadata log.
     pub fn applied_index(&self) -> Option<u64> {
-        self.state_machine.applied_index()
+        self.shared.state_machine.applied_index()
     }
 
     /// Waits until this node knows an active controller, for at most `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, ControllerError> {
         let metrics = self
+            .shared
             .raft
             .wait(Some(timeout))
             .metrics(|m| m.current_leader.is_some(), "an active controller")
@@ -210,7 +254,8 @@ impl Controller {
         index: u64,
         timeout: Duration,
     ) -> Result<(), ControllerError> {
-        self.raft
+        self.shared
+            .raft
             .wait(Some(timeout))
             .applied_index_at_least(Some(index), "the metadata log")
             .await
@@ -218,28 +263,77 @@ impl Controller {
         Ok(())
     }
 
-    /// Registers a broker (fenced) and unfences it: what a broker's first heartbeat will do.
+    /// Registers a broker incarnation, fenced: it is unfenced by a heartbeat showing it has
+    /// applied the metadata log up to its registration. Returns the registration's log index.
     pub async fn register_broker(&self, record: BrokerRecord) -> Result<u64, ControllerError> {
-        let _deciding = self.deciding.lock().await;
+        let _deciding = self.shared.deciding.lock().await;
         let broker_id = record.broker_id;
-        let mut staged = self.metadata();
-        let register = MetadataRecord::RegisterBroker(record);
-        staged.apply(&register).map_err(ControllerError::Conflict)?;
-        let mut records = vec![register];
-        records.extend(decisions::unfence_broker(&staged, broker_id));
-        self.write(records).await
+        let index = self
+            .shared
+            .write(vec![MetadataRecord::RegisterBroker(record)])
+            .await?;
+        let mut sessions = self.shared.sessions();
+        sessions.registered_at.insert(broker_id, index);
+        sessions
+            .last_heartbeat_ms
+            .insert(broker_id, self.shared.clock.now_ms());
+        Ok(index)
+    }
+
+    /// A broker's heartbeat: it is alive and has applied the metadata log up to
+    /// `applied_index`. A fenced broker that has caught up with its registration is unfenced
+    /// (and regains leadership of offline partitions it is in sync for).
+    pub async fn heartbeat(
+        &self,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+        applied_index: u64,
+    ) -> Result<(), ControllerError> {
+        let shared = &self.shared;
+        if shared.leader() != Some(shared.node_id) {
+            return Err(ControllerError::NotController {
+                leader: shared.leader(),
+            });
+        }
+        let _deciding = shared.deciding.lock().await;
+        let metadata = shared.state_machine.metadata();
+        let broker = metadata
+            .broker(broker_id)
+            .filter(|b| b.incarnation == incarnation);
+        let Some(broker) = broker else {
+            return Err(ControllerError::Unregistered { broker_id });
+        };
+        let caught_up = {
+            let mut sessions = shared.sessions();
+            sessions
+                .last_heartbeat_ms
+                .insert(broker_id, shared.clock.now_ms());
+            // After a change of active controller the registration index is not known here;
+            // what this controller has applied is a later point, so a safe one.
+            let registered_at = sessions.registered_at.get(&broker_id).copied();
+            applied_index
+                >= registered_at
+                    .or(shared.state_machine.applied_index())
+                    .unwrap_or(0)
+        };
+        if broker.fenced && caught_up {
+            shared
+                .write(decisions::unfence_broker(&metadata, broker_id))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Fences a broker and moves leadership of its partitions to other ISR members.
     pub async fn fence_broker(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
-        let _deciding = self.deciding.lock().await;
-        let records = decisions::fence_broker(&self.metadata(), broker_id);
-        if records.is_empty() {
-            return Err(ControllerError::Conflict(ApplyError::UnknownBroker(
-                broker_id,
-            )));
-        }
-        self.write(records).await
+        let _deciding = self.shared.deciding.lock().await;
+        self.shared.fence(broker_id).await
+    }
+
+    /// Fences every live broker whose session expired; returns them. The background task
+    /// does this every quarter session; tests call it after moving their clock.
+    pub async fn expire_sessions(&self) -> Result<Vec<BrokerId>, ControllerError> {
+        self.shared.expire_sessions().await
     }
 
     /// Creates a topic with its replicas placed over the live brokers. Returns its id.
@@ -250,7 +344,7 @@ impl Controller {
         replication_factor: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, ControllerError> {
-        let _deciding = self.deciding.lock().await;
+        let _deciding = self.shared.deciding.lock().await;
         let metadata = self.metadata();
         let topic_id = Uuid::new_v4();
         // Rotate placement with the topic count, so leaders spread over topics too.
@@ -264,21 +358,54 @@ impl Controller {
             configs,
             start,
         )?;
-        self.write(records).await?;
+        self.shared.write(records).await?;
         Ok(topic_id)
     }
 
     /// Deletes a topic and its partitions.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ControllerError> {
-        let _deciding = self.deciding.lock().await;
+        let _deciding = self.shared.deciding.lock().await;
         let topic = self
             .metadata()
             .topic_by_name(name)
             .map(|t| t.id)
             .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
-        self.write(vec![MetadataRecord::RemoveTopic { topic_id: topic }])
-            .await?;
+        let remove = MetadataRecord::RemoveTopic { topic_id: topic };
+        self.shared.write(vec![remove]).await?;
         Ok(())
+    }
+
+    /// Leaves the quorum's work to the others: stops Raft and the peer listener.
+    pub async fn shutdown(mut self) -> Result<(), ControllerError> {
+        self.session_expiry.abort();
+        let stopped = self
+            .shared
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()));
+        if let Some(stop) = self.stop_server.take() {
+            // The server may already be gone; either way it is stopping.
+            let _already_stopped = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the controller's peer listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the controller's peer listener panicked"),
+            }
+        }
+        stopped
+    }
+}
+
+impl Shared {
+    fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes `records` through Raft as one batch; returns its log index once committed and
@@ -300,40 +427,74 @@ impl Controller {
         Ok(written.log_id.index)
     }
 
-    /// Leaves the quorum's work to the others: stops Raft and the peer listener.
-    pub async fn shutdown(mut self) -> Result<(), ControllerError> {
-        let stopped = self
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| ControllerError::Raft(e.to_string()));
-        if let Some(stop) = self.stop_server.take() {
-            // The server may already be gone; either way it is stopping.
-            let _already_stopped = stop.send(());
+    /// Fences `broker_id`; the caller holds the decision lock.
+    async fn fence(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
+        let records = decisions::fence_broker(&self.state_machine.metadata(), broker_id);
+        if records.is_empty() {
+            return Err(ControllerError::Conflict(ApplyError::UnknownBroker(
+                broker_id,
+            )));
         }
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "the controller's peer listener failed"),
-                Err(e) => tracing::warn!(error = %e, "the controller's peer listener panicked"),
+        self.write(records).await
+    }
+
+    async fn expire_sessions(&self) -> Result<Vec<BrokerId>, ControllerError> {
+        if self.leader() != Some(self.node_id) {
+            // Sessions are the active controller's; a later one starts them afresh.
+            *self.sessions() = Sessions::default();
+            return Ok(Vec::new());
+        }
+        let _deciding = self.deciding.lock().await;
+        let metadata = self.state_machine.metadata();
+        let expired = {
+            let mut sessions = self.sessions();
+            let now = self.clock.now_ms();
+            for broker in metadata.brokers() {
+                // A broker not heard from yet gets a whole session from now.
+                sessions.last_heartbeat_ms.entry(broker.id).or_insert(now);
             }
+            decisions::expired_sessions(
+                &metadata,
+                &sessions.last_heartbeat_ms,
+                now,
+                self.session_timeout_ms,
+            )
+        };
+        for &broker_id in &expired {
+            tracing::info!(broker_id, "fencing a broker whose session expired");
+            self.fence(broker_id).await?;
         }
-        stopped
+        Ok(expired)
+    }
+}
+
+/// Fences brokers whose sessions expire, every `period`, for as long as the controller runs.
+async fn expire_sessions_forever(shared: Arc<Shared>, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(e) = shared.expire_sessions().await {
+            tracing::warn!(error = %e, "checking broker sessions failed");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::controller::records::Endpoints;
 
     const WAIT: Duration = Duration::from_secs(20);
+    const SESSION_MS: i64 = 10_000;
 
     /// Starts one controller per directory, on `addresses` if given (a restart), otherwise on
     /// fresh ports.
     async fn start_quorum(
         dirs: &[tempfile::TempDir],
         addresses: Option<&[String]>,
+        clock: &Arc<ManualClock>,
     ) -> Vec<Controller> {
         let mut listeners = Vec::new();
         for i in 0..dirs.len() {
@@ -357,6 +518,8 @@ mod tests {
                 heartbeat_interval_ms: 50,
                 election_timeout_min_ms: 200,
                 election_timeout_max_ms: 400,
+                broker_session_timeout_ms: SESSION_MS as u64,
+                clock: Arc::clone(clock) as Arc<dyn Clock>,
             };
             controllers.push(Controller::start(config, listener).await.unwrap());
         }
@@ -388,7 +551,8 @@ mod tests {
     async fn a_quorum_agrees_on_topics_refuses_bad_requests_and_moves_leaders_off_a_fenced_broker()
     {
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let controllers = start_quorum(&dirs, None).await;
+        let clock = Arc::new(ManualClock::new(0));
+        let controllers = start_quorum(&dirs, None, &clock).await;
         let leader_id = controllers[0].wait_for_leader(WAIT).await.unwrap();
         let leader = &controllers[leader_id as usize - 1];
         let follower = controllers
@@ -396,9 +560,29 @@ mod tests {
             .find(|c| c.node_id() != leader_id)
             .unwrap();
 
+        // Brokers register fenced; a heartbeat that shows them caught up unfences them.
+        let mut incarnations = BTreeMap::new();
         for id in 1..=3 {
-            leader.register_broker(broker(id)).await.unwrap();
+            let record = broker(id);
+            incarnations.insert(id, record.incarnation);
+            let registered_at = leader.register_broker(record).await.unwrap();
+            assert!(!leader.metadata().is_live(id));
+            leader
+                .heartbeat(id, incarnations[&id], registered_at - 1)
+                .await
+                .unwrap();
+            assert!(!leader.metadata().is_live(id), "not caught up yet");
+            leader
+                .heartbeat(id, incarnations[&id], registered_at)
+                .await
+                .unwrap();
+            assert!(leader.metadata().is_live(id));
         }
+        let error = leader.heartbeat(1, Uuid::new_v4(), 0).await.unwrap_err();
+        assert!(
+            matches!(error, ControllerError::Unregistered { broker_id: 1 }),
+            "{error}"
+        );
         for n in 0..20 {
             leader
                 .create_topic(&format!("topic-{n}"), 3, 2, BTreeMap::new())
@@ -458,8 +642,16 @@ mod tests {
         );
         assert_eq!(leader.metadata(), metadata);
 
-        // Broker 1 stops: every partition it led gets another ISR member, at a higher epoch.
-        leader.fence_broker(1).await.unwrap();
+        // Broker 1's heartbeats stop: when its session expires, every partition it led gets
+        // another ISR member, at a higher epoch.
+        clock.advance_ms(SESSION_MS * 6 / 10);
+        for id in [2, 3] {
+            leader.heartbeat(id, incarnations[&id], 0).await.unwrap();
+        }
+        clock.advance_ms(SESSION_MS * 6 / 10);
+        leader.expire_sessions().await.unwrap();
+        assert!(!leader.metadata().is_live(1));
+        assert!(leader.metadata().is_live(2) && leader.metadata().is_live(3));
         converge(&controllers, leader).await;
         let after = leader.metadata();
         for (topic, before) in after.topics().zip(metadata.topics()) {
@@ -483,7 +675,7 @@ mod tests {
         // Every node restarts: the metadata is intact and the quorum works again.
         let addresses: Vec<String> = (1..=3u64)
             .map(|id| {
-                let metrics = controllers[0].raft.metrics().borrow().clone();
+                let metrics = controllers[0].shared.raft.metrics().borrow().clone();
                 let node = metrics
                     .membership_config
                     .membership()
@@ -495,7 +687,7 @@ mod tests {
         for controller in controllers {
             controller.shutdown().await.unwrap();
         }
-        let controllers = start_quorum(&dirs, Some(&addresses)).await;
+        let controllers = start_quorum(&dirs, Some(&addresses), &clock).await;
         let leader_id = controllers[0].wait_for_leader(WAIT).await.unwrap();
         let leader = &controllers[leader_id as usize - 1];
         leader

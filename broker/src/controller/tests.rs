@@ -496,3 +496,21 @@ fn topic_creation_checks_its_input_and_changes_nothing_when_refused() {
         "invalid topic name \"bad/name\": only ASCII letters, digits, '.', '_' and '-' are allowed"
     );
 }
+
+#[test]
+fn sessions_expire_for_live_brokers_not_heard_from_in_time() {
+    let mut metadata = cluster(4, &[]);
+    apply_all(
+        &mut metadata,
+        &[MetadataRecord::FenceBroker {
+            broker_id: 4,
+            incarnation: incarnation(4),
+        }],
+    );
+    // 1: too long ago; 2: exactly the timeout (not expired); 3: never heard from; 4: fenced.
+    let last = BTreeMap::from([(1, 0), (2, 500), (4, 0)]);
+    assert_eq!(
+        decisions::expired_sessions(&metadata, &last, 1_500, 1_000),
+        vec![1]
+    );
+}
