@@ -295,12 +295,19 @@ impl Controller {
                 leader: shared.leader(),
             });
         }
-        let _deciding = shared.deciding.lock().await;
-        let metadata = shared.state_machine.metadata();
-        let broker = metadata
-            .broker(broker_id)
-            .filter(|b| b.incarnation == incarnation);
-        let Some(broker) = broker else {
+        let registered = |metadata: &ClusterMetadata| {
+            metadata
+                .broker(broker_id)
+                .filter(|b| b.incarnation == incarnation)
+                .map(|b| b.fenced)
+        };
+        // A live broker's heartbeat only needs noting; the local view recognises it.
+        let mut fenced = shared.state_machine.with_metadata(registered);
+        if fenced != Some(false) {
+            // Unknown here, or fenced: decide on the committed metadata.
+            fenced = registered(&shared.current_metadata().await?);
+        }
+        let Some(fenced) = fenced else {
             return Err(ControllerError::Unregistered { broker_id });
         };
         let caught_up = {
@@ -316,7 +323,12 @@ impl Controller {
                     .or(shared.state_machine.applied_index())
                     .unwrap_or(0)
         };
-        if broker.fenced && caught_up {
+        if !(fenced && caught_up) {
+            return Ok(());
+        }
+        let _deciding = shared.deciding.lock().await;
+        let metadata = shared.current_metadata().await?;
+        if registered(&metadata) == Some(true) {
             shared
                 .write(decisions::unfence_broker(&metadata, broker_id))
                 .await?;
@@ -345,7 +357,7 @@ impl Controller {
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, ControllerError> {
         let _deciding = self.shared.deciding.lock().await;
-        let metadata = self.metadata();
+        let metadata = self.shared.current_metadata().await?;
         let topic_id = Uuid::new_v4();
         // Rotate placement with the topic count, so leaders spread over topics too.
         let start = metadata.topics().count();
@@ -366,7 +378,9 @@ impl Controller {
     pub async fn delete_topic(&self, name: &str) -> Result<(), ControllerError> {
         let _deciding = self.shared.deciding.lock().await;
         let topic = self
-            .metadata()
+            .shared
+            .current_metadata()
+            .await?
             .topic_by_name(name)
             .map(|t| t.id)
             .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
@@ -404,6 +418,20 @@ impl Shared {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// The metadata to decide on: this node must still lead, and must have applied every
+    /// committed entry (a new leader may not have yet). The caller holds the decision lock.
+    async fn current_metadata(&self) -> Result<ClusterMetadata, ControllerError> {
+        self.raft.ensure_linearizable().await.map_err(|e| {
+            match e.forward_to_leader::<BasicNode>() {
+                Some(forward) => ControllerError::NotController {
+                    leader: forward.leader_id,
+                },
+                None => ControllerError::Raft(e.to_string()),
+            }
+        })?;
+        Ok(self.state_machine.metadata())
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -429,7 +457,7 @@ impl Shared {
 
     /// Fences `broker_id`; the caller holds the decision lock.
     async fn fence(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
-        let records = decisions::fence_broker(&self.state_machine.metadata(), broker_id);
+        let records = decisions::fence_broker(&self.current_metadata().await?, broker_id);
         if records.is_empty() {
             return Err(ControllerError::Conflict(ApplyError::UnknownBroker(
                 broker_id,
@@ -445,7 +473,7 @@ impl Shared {
             return Ok(Vec::new());
         }
         let _deciding = self.deciding.lock().await;
-        let metadata = self.state_machine.metadata();
+        let metadata = self.current_metadata().await?;
         let expired = {
             let mut sessions = self.sessions();
             let now = self.clock.now_ms();

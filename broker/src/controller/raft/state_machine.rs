@@ -78,6 +78,11 @@ impl StateMachine {
         self.lock().metadata.clone()
     }
 
+    /// Calls `f` with the current metadata, without copying it.
+    pub fn with_metadata<R>(&self, f: impl FnOnce(&ClusterMetadata) -> R) -> R {
+        f(&self.lock().metadata)
+    }
+
     /// The index of the last log entry applied, if any.
     pub fn applied_index(&self) -> Option<u64> {
         self.lock().last_applied.map(|id| id.index)
