@@ -268,10 +268,15 @@ impl Controller {
     pub async fn register_broker(&self, record: BrokerRecord) -> Result<u64, ControllerError> {
         let _deciding = self.shared.deciding.lock().await;
         let broker_id = record.broker_id;
-        let index = self
-            .shared
-            .write(vec![MetadataRecord::RegisterBroker(record)])
-            .await?;
+        let metadata = self.shared.current_metadata().await?;
+        // A live earlier incarnation (the broker restarted before its session expired) is
+        // fenced first, so its partitions get other leaders: a fenced broker leads nothing.
+        let mut records = Vec::new();
+        if metadata.is_live(broker_id) {
+            records.extend(decisions::fence_broker(&metadata, broker_id));
+        }
+        records.push(MetadataRecord::RegisterBroker(record));
+        let index = self.shared.write(records).await?;
         let mut sessions = self.shared.sessions();
         sessions.registered_at.insert(broker_id, index);
         sessions
@@ -670,6 +675,26 @@ mod tests {
         );
         assert_eq!(leader.metadata(), metadata);
 
+        // Broker 3 restarts (a new incarnation) before its session expired: it is fenced until
+        // caught up, and the partitions it led move to other ISR members meanwhile.
+        let restarted = broker(3);
+        let registered_at = leader.register_broker(restarted.clone()).await.unwrap();
+        let led_by_3 = leader
+            .metadata()
+            .topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader == Some(3))
+            .count();
+        assert_eq!(led_by_3, 0, "a fenced broker leads nothing");
+        leader
+            .heartbeat(3, restarted.incarnation, registered_at)
+            .await
+            .unwrap();
+        incarnations.insert(3, restarted.incarnation);
+        assert!(leader.metadata().is_live(3));
+        converge(&controllers, leader).await;
+        let metadata = leader.metadata();
+
         // Broker 1's heartbeats stop: when its session expires, every partition it led gets
         // another ISR member, at a higher epoch.
         clock.advance_ms(SESSION_MS * 6 / 10);
@@ -682,19 +707,28 @@ mod tests {
         assert!(leader.metadata().is_live(2) && leader.metadata().is_live(3));
         converge(&controllers, leader).await;
         let after = leader.metadata();
+        let (mut moved, mut offline) = (0, 0);
         for (topic, before) in after.topics().zip(metadata.topics()) {
             for (now, then) in topic.partitions.iter().zip(&before.partitions) {
                 assert!(!now.isr.contains(&1) || now.isr == [1], "{now:?}");
-                if then.leader == Some(1) {
-                    assert_ne!(now.leader, Some(1));
-                    assert!(
-                        now.leader.is_some(),
-                        "a replication factor of 2 leaves a live ISR member"
-                    );
-                    assert_eq!(now.leader_epoch, then.leader_epoch + 1);
+                if then.leader != Some(1) {
+                    continue;
+                }
+                assert_eq!(now.leader_epoch, then.leader_epoch + 1);
+                if then.isr == [1] {
+                    // Broker 3's restart left 1 the only in-sync replica: nobody may lead.
+                    assert_eq!(now.leader, None, "{now:?}");
+                    offline += 1;
+                } else {
+                    assert!(now.leader.is_some_and(|l| l != 1), "{now:?}");
+                    moved += 1;
                 }
             }
         }
+        assert!(
+            moved > 0 && offline > 0,
+            "both cases happen: {moved} moved, {offline} offline"
+        );
         leader.delete_topic("topic-0").await.unwrap();
         assert!(leader.metadata().topic_by_name("topic-0").is_none());
         converge(&controllers, leader).await;
