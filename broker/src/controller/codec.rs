@@ -49,6 +49,16 @@ pub fn decode_record(bytes: &[u8]) -> Result<MetadataRecord, CodecError> {
 
 /// Encodes the whole metadata as a snapshot. The same metadata always gives the same bytes.
 pub fn encode_snapshot(metadata: &ClusterMetadata) -> Vec<u8> {
+    snapshot_to_pb(metadata).encode_to_vec()
+}
+
+/// Decodes a snapshot into metadata.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<ClusterMetadata, CodecError> {
+    snapshot_from_pb(pb::MetadataSnapshot::decode(bytes)?)
+}
+
+/// The whole metadata as its snapshot message.
+pub(crate) fn snapshot_to_pb(metadata: &ClusterMetadata) -> pb::MetadataSnapshot {
     let brokers = metadata
         .brokers()
         .map(|broker| pb::BrokerState {
@@ -87,12 +97,13 @@ pub fn encode_snapshot(metadata: &ClusterMetadata) -> Vec<u8> {
                 .collect(),
         })
         .collect();
-    pb::MetadataSnapshot { brokers, topics }.encode_to_vec()
+    pb::MetadataSnapshot { brokers, topics }
 }
 
-/// Decodes a snapshot into metadata.
-pub fn decode_snapshot(bytes: &[u8]) -> Result<ClusterMetadata, CodecError> {
-    let snapshot = pb::MetadataSnapshot::decode(bytes)?;
+/// Metadata from its snapshot message, replayed as records so that `apply` checks it.
+pub(crate) fn snapshot_from_pb(
+    snapshot: pb::MetadataSnapshot,
+) -> Result<ClusterMetadata, CodecError> {
     let mut records = Vec::new();
     for broker in snapshot.brokers {
         let registration = broker

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Vote};
+use openraft::{
+    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta,
+    StoredMembership, Vote,
+};
 use prost::Message;
 use weir_proto::internal::v1 as pb;
 
@@ -68,6 +71,33 @@ pub(super) fn membership_from_pb(membership: &pb::RaftMembership) -> Membership<
         .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
         .collect();
     Membership::new(configs, nodes)
+}
+
+/// What a snapshot covers, as its protobuf message.
+pub(super) fn snapshot_meta_to_pb(meta: &SnapshotMeta<u64, BasicNode>) -> pb::RaftSnapshotMeta {
+    pb::RaftSnapshotMeta {
+        snapshot_id: meta.snapshot_id.clone(),
+        last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
+        membership_log_id: meta.last_membership.log_id().as_ref().map(log_id_to_pb),
+        membership: Some(membership_to_pb(meta.last_membership.membership())),
+    }
+}
+
+/// What a snapshot covers, from its protobuf message.
+pub(super) fn snapshot_meta_from_pb(meta: pb::RaftSnapshotMeta) -> SnapshotMeta<u64, BasicNode> {
+    let membership = meta
+        .membership
+        .as_ref()
+        .map(membership_from_pb)
+        .unwrap_or_default();
+    SnapshotMeta {
+        last_log_id: meta.last_log_id.as_ref().map(log_id_from_pb),
+        last_membership: StoredMembership::new(
+            meta.membership_log_id.as_ref().map(log_id_from_pb),
+            membership,
+        ),
+        snapshot_id: meta.snapshot_id,
+    }
 }
 
 /// A log entry as its protobuf message.

@@ -14,7 +14,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft, SnapshotMeta, StoredMembership};
+use openraft::{BasicNode, Raft};
 use tonic::transport::{Channel, Endpoint};
 use weir_proto::internal::v1 as pb;
 use weir_proto::internal::v1::controller_raft_client::ControllerRaftClient;
@@ -22,8 +22,8 @@ use weir_proto::internal::v1::controller_raft_server::ControllerRaft;
 
 use super::TypeConfig;
 use super::encoding::{
-    entry_from_pb, entry_to_pb, log_id_from_pb, log_id_to_pb, membership_from_pb, membership_to_pb,
-    vote_from_pb, vote_to_pb,
+    entry_from_pb, entry_to_pb, log_id_from_pb, log_id_to_pb, snapshot_meta_from_pb,
+    snapshot_meta_to_pb, vote_from_pb, vote_to_pb,
 };
 
 /// How long a connection attempt to a peer may take.
@@ -189,31 +189,6 @@ impl RaftNetwork<TypeConfig> for RaftClient {
             vote_granted: reply.vote_granted,
             last_log_id: reply.last_log_id.as_ref().map(log_id_from_pb),
         })
-    }
-}
-
-fn snapshot_meta_to_pb(meta: &SnapshotMeta<u64, BasicNode>) -> pb::RaftSnapshotMeta {
-    pb::RaftSnapshotMeta {
-        snapshot_id: meta.snapshot_id.clone(),
-        last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
-        membership_log_id: meta.last_membership.log_id().as_ref().map(log_id_to_pb),
-        membership: Some(membership_to_pb(meta.last_membership.membership())),
-    }
-}
-
-fn snapshot_meta_from_pb(meta: pb::RaftSnapshotMeta) -> SnapshotMeta<u64, BasicNode> {
-    let membership = meta
-        .membership
-        .as_ref()
-        .map(membership_from_pb)
-        .unwrap_or_default();
-    SnapshotMeta {
-        last_log_id: meta.last_log_id.as_ref().map(log_id_from_pb),
-        last_membership: StoredMembership::new(
-            meta.membership_log_id.as_ref().map(log_id_from_pb),
-            membership,
-        ),
-        snapshot_id: meta.snapshot_id,
     }
 }
 

@@ -15,7 +15,7 @@ use openraft::{
 use prost::Message;
 use weir_proto::internal::v1 as pb;
 
-use super::encoding::{log_id_from_pb, log_id_to_pb, membership_from_pb, membership_to_pb};
+use super::encoding::{snapshot_meta_from_pb, snapshot_meta_to_pb};
 use super::{MetadataBatch, MetadataResponse, StorageError, TypeConfig};
 use crate::controller::codec;
 use crate::controller::metadata::ClusterMetadata;
@@ -62,7 +62,8 @@ impl StateMachine {
         let stored = read_checkpoint(&dir.join(SNAPSHOT_FILE), SNAPSHOT_VERSION)
             .map_err(std::io::Error::other)?;
         if let Some(data) = stored {
-            inner.install(decode_snapshot(&data)?)?;
+            let (meta, metadata) = decode_snapshot(&data)?;
+            inner.install(StoredSnapshot { meta, data }, metadata);
         }
         Ok(StateMachine {
             inner: Arc::new(Mutex::new(inner)),
@@ -89,52 +90,34 @@ impl StateMachine {
     }
 }
 
-/// A snapshot's data: its Raft state and the metadata, as one protobuf message.
+/// A snapshot's data: what it covers and the metadata, as one protobuf message.
 fn encode_snapshot(meta: &SnapshotMeta<u64, BasicNode>, metadata: &ClusterMetadata) -> Vec<u8> {
-    let metadata = pb::MetadataSnapshot::decode(codec::encode_snapshot(metadata).as_slice())
-        .expect("a snapshot just encoded decodes");
     pb::RaftSnapshot {
-        snapshot_id: meta.snapshot_id.clone(),
-        last_applied: meta.last_log_id.as_ref().map(log_id_to_pb),
-        membership_log_id: meta.last_membership.log_id().as_ref().map(log_id_to_pb),
-        membership: Some(membership_to_pb(meta.last_membership.membership())),
-        metadata: Some(metadata),
+        meta: Some(snapshot_meta_to_pb(meta)),
+        metadata: Some(codec::snapshot_to_pb(metadata)),
     }
     .encode_to_vec()
 }
 
-fn decode_snapshot(data: &[u8]) -> std::io::Result<StoredSnapshot> {
+/// A snapshot's data decoded: what it covers and the metadata.
+fn decode_snapshot(
+    data: &[u8],
+) -> std::io::Result<(SnapshotMeta<u64, BasicNode>, ClusterMetadata)> {
     let snapshot = pb::RaftSnapshot::decode(data).map_err(std::io::Error::other)?;
-    let membership = snapshot
-        .membership
-        .as_ref()
-        .map(membership_from_pb)
-        .unwrap_or_default();
-    let meta = SnapshotMeta {
-        last_log_id: snapshot.last_applied.as_ref().map(log_id_from_pb),
-        last_membership: StoredMembership::new(
-            snapshot.membership_log_id.as_ref().map(log_id_from_pb),
-            membership,
-        ),
-        snapshot_id: snapshot.snapshot_id,
-    };
-    Ok(StoredSnapshot {
-        meta,
-        data: data.to_vec(),
-    })
+    let meta = snapshot_meta_from_pb(snapshot.meta.unwrap_or_default());
+    let metadata = codec::snapshot_from_pb(snapshot.metadata.unwrap_or_default())
+        .map_err(std::io::Error::other)?;
+    Ok((meta, metadata))
 }
 
 impl Inner {
-    /// Replaces the state with `snapshot`'s, and keeps it as the current snapshot.
-    fn install(&mut self, snapshot: StoredSnapshot) -> std::io::Result<()> {
-        let decoded =
-            pb::RaftSnapshot::decode(snapshot.data.as_slice()).map_err(std::io::Error::other)?;
-        let metadata = decoded.metadata.unwrap_or_default().encode_to_vec();
-        self.metadata = codec::decode_snapshot(&metadata).map_err(std::io::Error::other)?;
+    /// Replaces the state with `snapshot`'s (whose metadata is `metadata`), and keeps it as
+    /// the current snapshot.
+    fn install(&mut self, snapshot: StoredSnapshot, metadata: ClusterMetadata) {
+        self.metadata = metadata;
         self.last_applied = snapshot.meta.last_log_id;
         self.membership = snapshot.meta.last_membership.clone();
         self.snapshot = Some(snapshot);
-        Ok(())
     }
 
     fn persist(&self, snapshot: &StoredSnapshot) -> std::io::Result<()> {
@@ -228,14 +211,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let write_error =
             |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-        let received = decode_snapshot(&snapshot.into_inner()).map_err(write_error)?;
+        let data = snapshot.into_inner();
+        let (_, metadata) = decode_snapshot(&data).map_err(write_error)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data: received.data,
+            data,
         };
         let mut inner = self.lock();
         inner.persist(&stored).map_err(write_error)?;
-        inner.install(stored).map_err(write_error)?;
+        inner.install(stored, metadata);
         Ok(())
     }
 
