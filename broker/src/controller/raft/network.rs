@@ -116,15 +116,12 @@ impl RaftNetwork<TypeConfig> for RaftClient {
             entries: rpc.entries.iter().map(entry_to_pb).collect(),
             leader_commit: rpc.leader_commit.as_ref().map(log_id_to_pb),
         };
-        let reply = match self
-            .client()
-            .map_err(unreachable)?
+        let mut client = self.client().map_err(unreachable)?;
+        let reply = client
             .append_entries(request)
             .await
-        {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => return Err(self.failed(status)),
-        };
+            .map_err(|status| self.failed(status))?
+            .into_inner();
         use pb::append_entries_response::Result as Reply;
         match reply.result {
             Some(Reply::Success(_)) => Ok(AppendEntriesResponse::Success),
@@ -151,15 +148,12 @@ impl RaftNetwork<TypeConfig> for RaftClient {
             data: rpc.data.into(),
             done: rpc.done,
         };
-        let reply = match self
-            .client()
-            .map_err(unreachable)?
+        let mut client = self.client().map_err(unreachable)?;
+        let reply = client
             .install_snapshot(request)
             .await
-        {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => return Err(self.failed(status)),
-        };
+            .map_err(|status| self.failed(status))?
+            .into_inner();
         let vote = reply
             .vote
             .ok_or_else(|| self.bad_reply("a snapshot reply without a vote"))?;
@@ -177,10 +171,12 @@ impl RaftNetwork<TypeConfig> for RaftClient {
             vote: Some(vote_to_pb(&rpc.vote)),
             last_log_id: rpc.last_log_id.as_ref().map(log_id_to_pb),
         };
-        let reply = match self.client().map_err(unreachable)?.vote(request).await {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => return Err(self.failed(status)),
-        };
+        let mut client = self.client().map_err(unreachable)?;
+        let reply = client
+            .vote(request)
+            .await
+            .map_err(|status| self.failed(status))?
+            .into_inner();
         let vote = reply
             .vote
             .ok_or_else(|| self.bad_reply("a vote reply without a vote"))?;
