@@ -7,3 +7,4 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod storage;
+pub mod topic_config;
