@@ -10,9 +10,14 @@ use super::metadata::{ClusterMetadata, Partition};
 use super::records::{
     BrokerId, MetadataRecord, PartitionChangeRecord, PartitionRecord, TopicRecord,
 };
+use crate::topic_config::{self, TopicConfigError};
 
 /// The longest topic name Kafka accepts.
 pub const TOPIC_NAME_MAX_CHARS: usize = 249;
+
+/// The most partitions one request may create: each is a log with its files on every replica,
+/// so a typo of a few zeros should not make a million of them.
+pub const PARTITIONS_PER_REQUEST_MAX: i32 = 10_000;
 
 /// The topic config that lets an out-of-sync replica lead when no ISR member is live.
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
@@ -29,6 +34,12 @@ pub enum DecisionError {
     /// Fewer than one partition.
     #[error("a topic needs at least 1 partition, not {0}")]
     InvalidPartitionCount(i32),
+    /// More partitions than one request may create.
+    #[error(
+        "{0} partitions are more than one request may create ({PARTITIONS_PER_REQUEST_MAX}); \
+         create them in steps"
+    )]
+    TooManyPartitions(i32),
     /// More replicas than live brokers to hold them.
     #[error("replication factor {requested} is above the {live} live brokers")]
     ReplicationFactorTooHigh { requested: i32, live: usize },
@@ -38,6 +49,25 @@ pub enum DecisionError {
     /// An ISR proposal that is stale or impossible.
     #[error("ISR change refused: {0}")]
     IsrChange(&'static str),
+    /// A per-topic config with an unknown name or an invalid value.
+    #[error(transparent)]
+    InvalidConfig(#[from] TopicConfigError),
+    /// No topic of that name exists.
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    /// A partition count that does not grow the topic (Kafka's INVALID_PARTITIONS).
+    #[error(
+        "topic {topic:?} has {current} partitions and cannot have {requested}: the count can \
+         only grow"
+    )]
+    PartitionCountNotGrowing {
+        /// The topic.
+        topic: String,
+        /// Its partition count now.
+        current: i32,
+        /// The total asked for.
+        requested: i32,
+    },
 }
 
 /// Checks a topic name by Kafka's rules.
@@ -75,6 +105,9 @@ pub fn place_replicas(
 ) -> Result<Vec<Vec<BrokerId>>, DecisionError> {
     if partitions < 1 {
         return Err(DecisionError::InvalidPartitionCount(partitions));
+    }
+    if partitions > PARTITIONS_PER_REQUEST_MAX {
+        return Err(DecisionError::TooManyPartitions(partitions));
     }
     if replication_factor < 1 {
         return Err(DecisionError::InvalidReplicationFactor(replication_factor));
@@ -132,7 +165,8 @@ fn rack_alternating_brokers(metadata: &ClusterMetadata) -> Vec<(BrokerId, &str)>
 }
 
 /// The records that create topic `name`: its id, configs and partitions with their replicas
-/// placed, every replica in the ISR, and the first live replica leading.
+/// placed, every replica in the ISR, and the first live replica leading. Configs are checked
+/// by Kafka's per-topic rules ([`topic_config::validate`]).
 pub fn create_topic(
     metadata: &ClusterMetadata,
     name: &str,
@@ -146,24 +180,71 @@ pub fn create_topic(
     if metadata.topic_by_name(name).is_some() {
         return Err(DecisionError::TopicExists(name.to_string()));
     }
+    topic_config::validate(&configs)?;
     let placement = place_replicas(metadata, partitions, replication_factor, placement_start)?;
     let mut records = vec![MetadataRecord::Topic(TopicRecord {
         name: name.to_string(),
         topic_id,
         configs,
     })];
-    for (index, replicas) in placement.into_iter().enumerate() {
-        records.push(MetadataRecord::Partition(PartitionRecord {
-            topic_id,
-            partition: i32::try_from(index).expect("partition count is an i32"),
-            leader: replicas.first().copied(),
-            isr: replicas.clone(),
-            replicas,
-            leader_epoch: 0,
-            partition_epoch: 0,
-        }));
-    }
+    records.extend(new_partitions(topic_id, 0, placement));
     Ok(records)
+}
+
+/// The records that grow topic `name` to `total` partitions (Kafka's CreatePartitions). The
+/// new partitions get the replication factor of partition 0 and are placed over the live
+/// brokers as [`create_topic`] places them: partition `i` starts its rotation at
+/// `placement_start + i`, so leaders keep spreading after the existing partitions. Every
+/// replica is in the ISR and the first one leads.
+pub fn create_partitions(
+    metadata: &ClusterMetadata,
+    name: &str,
+    total: i32,
+    placement_start: usize,
+) -> Result<Vec<MetadataRecord>, DecisionError> {
+    let topic = metadata
+        .topic_by_name(name)
+        .ok_or_else(|| DecisionError::UnknownTopic(name.to_string()))?;
+    let current = i32::try_from(topic.partitions.len()).expect("partition count is an i32");
+    if total <= current {
+        return Err(DecisionError::PartitionCountNotGrowing {
+            topic: name.to_string(),
+            current,
+            requested: total,
+        });
+    }
+    let replication_factor = topic
+        .partitions
+        .first()
+        .map(|p| i32::try_from(p.replicas.len()).expect("replica count is an i32"))
+        .expect("a topic is created with its partitions, at least one");
+    let start = placement_start + topic.partitions.len();
+    let placement = place_replicas(metadata, total - current, replication_factor, start)?;
+    Ok(new_partitions(topic.id, current, placement).collect())
+}
+
+/// Partition records for `placement`, numbered from `first`: every replica in the ISR, the
+/// first one leading, epochs 0.
+fn new_partitions(
+    topic_id: Uuid,
+    first: i32,
+    placement: Vec<Vec<BrokerId>>,
+) -> impl Iterator<Item = MetadataRecord> {
+    // The placement first: zip then stops before asking the range past the last index.
+    placement
+        .into_iter()
+        .zip(first..)
+        .map(move |(replicas, partition)| {
+            MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition,
+                leader: replicas.first().copied(),
+                isr: replicas.clone(),
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
+        })
 }
 
 /// The leader a partition should have: the first replica, in replica order, that is in the
@@ -190,10 +271,12 @@ pub fn fence_broker(metadata: &ClusterMetadata, broker_id: BrokerId) -> Vec<Meta
     }];
     let is_live = |id: BrokerId| id != broker_id && metadata.is_live(id);
     for topic in metadata.topics() {
+        // Read as Kafka reads booleans ("TRUE" too), as validation accepted it.
         let unclean = topic
             .configs
             .get(UNCLEAN_LEADER_ELECTION)
-            .is_some_and(|v| v == "true");
+            .and_then(|v| topic_config::parse_boolean(v))
+            .unwrap_or(false);
         for (index, partition) in topic.partitions.iter().enumerate() {
             if !partition.isr.contains(&broker_id) {
                 continue;
@@ -361,4 +444,204 @@ fn change_record(
         isr,
         replicas: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::{BrokerRecord, Endpoints};
+
+    fn apply_all(metadata: &mut ClusterMetadata, records: &[MetadataRecord]) {
+        for record in records {
+            metadata
+                .apply(record)
+                .unwrap_or_else(|e| panic!("{record:?}: {e}"));
+        }
+    }
+
+    /// Metadata with live brokers 1..=n, no racks.
+    fn cluster(n: BrokerId) -> ClusterMetadata {
+        let mut metadata = ClusterMetadata::default();
+        for broker_id in 1..=n {
+            let incarnation = Uuid::from_u128(1000 + broker_id as u128);
+            let register = MetadataRecord::RegisterBroker(BrokerRecord {
+                broker_id,
+                incarnation,
+                endpoints: Endpoints {
+                    kafka: format!("b{broker_id}:9092"),
+                    grpc: format!("b{broker_id}:9093"),
+                    internal: format!("b{broker_id}:9094"),
+                },
+                rack: None,
+            });
+            let unfence = MetadataRecord::UnfenceBroker {
+                broker_id,
+                incarnation,
+            };
+            apply_all(&mut metadata, &[register, unfence]);
+        }
+        metadata
+    }
+
+    fn configs(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const TOPIC_ID: Uuid = Uuid::from_u128(7);
+
+    /// `cluster(brokers)` holding topic "events" with `partitions` partitions of
+    /// `replication_factor` replicas, placed from 1.
+    fn with_events(brokers: BrokerId, partitions: i32, replication_factor: i32) -> ClusterMetadata {
+        let mut metadata = cluster(brokers);
+        let records = create_topic(
+            &metadata,
+            "events",
+            TOPIC_ID,
+            partitions,
+            replication_factor,
+            BTreeMap::new(),
+            1,
+        )
+        .unwrap();
+        apply_all(&mut metadata, &records);
+        metadata
+    }
+
+    fn partition_record(partition: i32, replicas: &[BrokerId]) -> MetadataRecord {
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id: TOPIC_ID,
+            partition,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader: replicas.first().copied(),
+            leader_epoch: 0,
+            partition_epoch: 0,
+        })
+    }
+
+    #[test]
+    fn growing_a_topic_continues_its_numbering_and_leader_rotation() {
+        let mut metadata = with_events(4, 2, 2);
+        let records = create_partitions(&metadata, "events", 5, 1).unwrap();
+        // Placed from 1, partitions 0 and 1 are led by brokers 2 and 3; the rotation goes on.
+        assert_eq!(
+            records,
+            [
+                partition_record(2, &[4, 1]),
+                partition_record(3, &[1, 2]),
+                partition_record(4, &[2, 3]),
+            ]
+        );
+        // The same as creating the topic with 5 partitions from the start.
+        let created =
+            create_topic(&cluster(4), "events", TOPIC_ID, 5, 2, BTreeMap::new(), 1).unwrap();
+        assert_eq!(records, created[3..]);
+
+        apply_all(&mut metadata, &records);
+        let topic = metadata.topic_by_name("events").unwrap();
+        assert_eq!(topic.partitions.len(), 5);
+        assert!(topic.partitions.iter().all(|p| p.replicas.len() == 2));
+    }
+
+    #[test]
+    fn growing_a_topic_is_refused_for_an_unknown_topic_or_a_count_that_does_not_grow() {
+        let metadata = with_events(3, 3, 1);
+        let refused = |name: &str, total| {
+            create_partitions(&metadata, name, total, 0)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(refused("other", 4), "topic \"other\" does not exist");
+        assert_eq!(
+            refused("events", 3),
+            "topic \"events\" has 3 partitions and cannot have 3: the count can only grow"
+        );
+        assert_eq!(
+            create_partitions(&metadata, "events", 2, 0),
+            Err(DecisionError::PartitionCountNotGrowing {
+                topic: "events".into(),
+                current: 3,
+                requested: 2,
+            })
+        );
+        assert!(create_partitions(&metadata, "events", -1, 0).is_err());
+    }
+
+    #[test]
+    fn growing_a_topic_needs_as_many_live_brokers_as_its_replication_factor() {
+        let mut metadata = with_events(3, 1, 3);
+        let broker = metadata.broker(3).unwrap();
+        let fence = MetadataRecord::FenceBroker {
+            broker_id: 3,
+            incarnation: broker.incarnation,
+        };
+        apply_all(&mut metadata, &[fence]);
+        assert_eq!(
+            create_partitions(&metadata, "events", 2, 0),
+            Err(DecisionError::ReplicationFactorTooHigh {
+                requested: 3,
+                live: 2
+            })
+        );
+    }
+
+    #[test]
+    fn topic_creation_refuses_invalid_configs() {
+        let metadata = cluster(3);
+        let create = |entries: &[(&str, &str)]| {
+            create_topic(&metadata, "events", TOPIC_ID, 1, 1, configs(entries), 0)
+        };
+        assert_eq!(
+            create(&[("retention.ms", "abc")]).unwrap_err().to_string(),
+            "invalid topic config retention.ms = \"abc\": must be a whole number of \
+             milliseconds, -1 for no limit"
+        );
+        assert!(matches!(
+            create(&[("retention_ms", "1000")]),
+            Err(DecisionError::InvalidConfig(
+                TopicConfigError::UnknownName { .. }
+            ))
+        ));
+        let records = create(&[("retention.ms", "1000"), ("cleanup.policy", "compact")]).unwrap();
+        let MetadataRecord::Topic(topic) = &records[0] else {
+            panic!("{records:?}");
+        };
+        assert_eq!(topic.configs.len(), 2);
+    }
+
+    #[test]
+    fn unclean_election_reads_the_config_as_kafka_does() {
+        assert!(topic_config::lookup(UNCLEAN_LEADER_ELECTION).is_some());
+        let mut metadata = cluster(2);
+        let topic = MetadataRecord::Topic(TopicRecord {
+            name: "events".into(),
+            topic_id: TOPIC_ID,
+            configs: configs(&[(UNCLEAN_LEADER_ELECTION, "TRUE")]),
+        });
+        // Only broker 1 is in sync; broker 2 is a replica that may lead uncleanly.
+        let partition = MetadataRecord::Partition(PartitionRecord {
+            topic_id: TOPIC_ID,
+            partition: 0,
+            replicas: vec![1, 2],
+            isr: vec![1],
+            leader: Some(1),
+            leader_epoch: 0,
+            partition_epoch: 0,
+        });
+        apply_all(&mut metadata, &[topic, partition]);
+        let records = fence_broker(&metadata, 1);
+        assert_eq!(
+            records[1..],
+            [MetadataRecord::PartitionChange(PartitionChangeRecord {
+                topic_id: TOPIC_ID,
+                partition: 0,
+                leader: Some(Some(2)),
+                isr: Some(vec![2]),
+                replicas: None,
+            })]
+        );
+    }
 }

@@ -439,6 +439,12 @@ fn replicas_are_spread_over_brokers_and_racks() {
         decisions::place_replicas(&metadata, 0, 1, 0),
         Err(DecisionError::InvalidPartitionCount(0))
     );
+    let error = decisions::place_replicas(&metadata, 10_001, 1, 0).unwrap_err();
+    assert_eq!(error, DecisionError::TooManyPartitions(10_001));
+    assert!(
+        error.to_string().contains("create them in steps"),
+        "{error}"
+    );
 }
 
 #[test]
