@@ -69,6 +69,7 @@ impl Quorum {
                 election_timeout_min_ms: 300,
                 election_timeout_max_ms: 600,
                 broker_session_timeout_ms: 60_000,
+                request_timeout_ms: 10_000,
                 clock: Arc::new(SystemClock) as Arc<dyn Clock>,
             };
             controllers.push(

@@ -197,7 +197,7 @@ pub(crate) fn record_from_pb(record: pb::MetadataRecord) -> Result<MetadataRecor
     })
 }
 
-fn broker_to_pb(broker: &BrokerRecord) -> pb::BrokerRecord {
+pub(crate) fn broker_to_pb(broker: &BrokerRecord) -> pb::BrokerRecord {
     pb::BrokerRecord {
         broker_id: broker.broker_id,
         incarnation: uuid_to_pb(&broker.incarnation),
@@ -210,7 +210,7 @@ fn broker_to_pb(broker: &BrokerRecord) -> pb::BrokerRecord {
     }
 }
 
-fn broker_from_pb(broker: pb::BrokerRecord) -> Result<BrokerRecord, CodecError> {
+pub(crate) fn broker_from_pb(broker: pb::BrokerRecord) -> Result<BrokerRecord, CodecError> {
     let endpoints = broker.endpoints.ok_or(CodecError::Missing("endpoints"))?;
     Ok(BrokerRecord {
         broker_id: broker.broker_id,
@@ -264,11 +264,11 @@ fn partition_from_pb(partition: pb::PartitionRecord) -> Result<PartitionRecord, 
     })
 }
 
-fn uuid_to_pb(id: &Uuid) -> bytes::Bytes {
+pub(crate) fn uuid_to_pb(id: &Uuid) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(id.as_bytes())
 }
 
-fn uuid_from_pb(field: &'static str, bytes: &[u8]) -> Result<Uuid, CodecError> {
+pub(crate) fn uuid_from_pb(field: &'static str, bytes: &[u8]) -> Result<Uuid, CodecError> {
     Uuid::from_slice(bytes).map_err(|source| CodecError::BadUuid { field, source })
 }
 

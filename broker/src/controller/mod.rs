@@ -14,20 +14,32 @@
 //! - The decisions in [`decisions`] only read metadata and return records; an ISR proposal
 //!   made at stale epochs is refused.
 //!
-//! The Raft quorum that orders the records (openraft) and the controller's runtime come next.
+//! - Only the active controller (the Raft leader) decides and writes; a request reaching any
+//!   other node is sent on to it ([`Controller`] routes it, the `rpc` service forwards it
+//!   once).
 
+mod active;
 pub mod codec;
 pub mod decisions;
+mod error;
 mod metadata;
+mod metrics;
 mod node;
 pub mod raft;
 mod records;
+mod rpc;
+mod subscription;
 
+pub use error::{ControllerError, ErrorKind};
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};
-pub use node::{Controller, ControllerConfig, ControllerError};
+pub use node::{BrokerStatus, Controller, ControllerConfig, QuorumStatus};
 pub use records::{
     BrokerId, BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
     TopicRecord,
+};
+pub use rpc::AlteredPartition;
+pub use subscription::{
+    MetadataDelta, MetadataImage, MetadataSubscription, ReplicaChange, ReplicaRole,
 };
 
 #[cfg(test)]

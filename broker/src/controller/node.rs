@@ -1,140 +1,137 @@
-//! A controller node: the Raft quorum member (a voter) that keeps its metadata log in
-//! `<dir>`, serves the Raft RPCs of its peers on its internal listener, and, while it is the
-//! active controller (the Raft leader), decides and writes metadata changes.
+//! A node's part in the controller quorum. Every node runs one: a controller voter keeps the
+//! metadata log and votes; any other broker follows the log as a Raft learner, added when it
+//! registers. Either way the node holds the whole, current [`ClusterMetadata`], serves the
+//! internal API's Raft and controller RPCs on its internal listener, and sends requests only
+//! the active controller can decide (the Raft leader) to it: directly when it knows which
+//! node that is, otherwise through a voter, which forwards them.
 //!
-//! Every decision is made under one lock against the metadata this node has applied, then
-//! written through Raft; a decision that a concurrent change made stale is refused by
-//! `apply` and reported, never half applied.
+//! As a broker, the node registers itself and heartbeats (see [`Controller::start_broker`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::{BasicNode, Config, Raft};
+use openraft::{BasicNode, Config, Raft, ServerState};
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use uuid::Uuid;
 use weir_proto::internal::v1::controller_raft_server::ControllerRaftServer;
+use weir_proto::internal::v1::controller_server::ControllerServer;
 
-use super::decisions::{self, DecisionError};
-use super::metadata::{ApplyError, ClusterMetadata};
-use super::raft::{LogStore, MetadataBatch, NetworkFactory, RaftService, StateMachine, TypeConfig};
-use super::records::{BrokerId, BrokerRecord, MetadataRecord};
+use super::active::Active;
+use super::decisions::IsrProposal;
+use super::error::{ControllerError, ErrorKind};
+use super::metadata::ClusterMetadata;
+use super::metrics;
+use super::raft::{LogStore, NetworkFactory, RaftService, StateMachine, TypeConfig};
+use super::records::{BrokerId, BrokerRecord};
+use super::rpc::{AlteredPartition, ControllerService, Peers, Reply, Request};
+use super::subscription::MetadataSubscription;
 use crate::clock::Clock;
 use crate::config::Voter;
 
-/// How a controller node runs.
+/// How a node's controller part runs.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    /// This node's id; it must be one of `voters`.
+    /// This node's id. If it is one of `voters`, the node votes; otherwise it is a learner.
     pub node_id: u64,
     /// Where the metadata log and snapshots live.
     pub dir: PathBuf,
-    /// Every voter of the quorum, this node included.
+    /// Every voter of the quorum.
     pub voters: Vec<Voter>,
-    /// How often the leader sends heartbeats.
+    /// How often the leader sends Raft heartbeats.
     pub heartbeat_interval_ms: u64,
-    /// A follower that hears no leader for a random time in this range starts an election.
+    /// A voter that hears no leader for a random time in this range starts an election.
     pub election_timeout_min_ms: u64,
     /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
     /// A broker whose heartbeats stop for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// How long a request may wait for an active controller to take it (through elections
+    /// and retries) before it fails.
+    pub request_timeout_ms: u64,
     /// The time broker sessions are measured by.
     pub clock: Arc<dyn Clock>,
 }
 
-/// Why a controller request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    /// This node is not the active controller; `leader` is, if one is known.
-    #[error("node is not the active controller (the active controller is {})", leader.map_or("not known yet".to_string(), |l| format!("node {l}")))]
-    NotController {
-        /// The active controller's node id, if known.
-        leader: Option<u64>,
-    },
-    /// The request is invalid for the current metadata.
-    #[error(transparent)]
-    Refused(#[from] DecisionError),
-    /// The decision went stale before it was committed (another change won the race).
-    #[error("the change conflicts with a concurrent one: {0}; retry it")]
-    Conflict(#[source] ApplyError),
-    /// A heartbeat from a broker that is not registered with that incarnation.
-    #[error("broker {broker_id} is not registered with this incarnation; register it again")]
-    Unregistered {
-        /// The broker.
-        broker_id: BrokerId,
-    },
-    /// A topic named in the request does not exist.
-    #[error("topic {0:?} does not exist")]
-    UnknownTopic(String),
-    /// The configuration cannot work.
-    #[error("invalid controller configuration: {0}")]
-    Config(String),
-    /// The metadata log could not be read or written.
-    #[error("controller storage failed: {0}")]
-    Storage(#[source] std::io::Error),
-    /// Raft failed (shut down, or a fatal storage error).
-    #[error("controller quorum failed: {0}")]
-    Raft(String),
+/// A broker's standing with the active controller, as its heartbeats report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerStatus {
+    /// Not registered yet (or registering again).
+    Registering,
+    /// Registered, but fenced: not caught up with the metadata log yet, or its session
+    /// expired. A fenced broker leads no partition.
+    Fenced,
+    /// Registered, caught up and heartbeating.
+    Live,
 }
 
-/// A running controller node.
+/// The quorum as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// The active controller, if known.
+    pub leader: Option<u64>,
+    /// The current Raft term.
+    pub term: u64,
+    /// The voters and their addresses.
+    pub voters: Vec<(u64, String)>,
+    /// The learners (brokers that follow the metadata log) and their addresses.
+    pub learners: Vec<(u64, String)>,
+}
+
+/// A node's running part in the controller quorum.
 pub struct Controller {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
     stop_server: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
-    /// Fences brokers whose sessions expired, while this node leads.
-    session_expiry: tokio::task::JoinHandle<()>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// Fences brokers whose sessions expired (while this node leads), and keeps the Raft
+    /// metrics current.
+    background: Vec<JoinHandle<()>>,
+    /// This node's registration and heartbeats, once it runs as a broker.
+    broker: Mutex<Option<JoinHandle<()>>>,
+    broker_status: watch::Sender<BrokerStatus>,
 }
 
-/// What the controller and its background task share.
-struct Shared {
+/// What the node's API, its RPC service and its background tasks share.
+pub(crate) struct Inner {
     node_id: u64,
+    voters: Vec<Voter>,
     raft: Raft<TypeConfig>,
     state_machine: StateMachine,
-    /// Serializes decisions, so each is made against the state the previous one left.
-    deciding: Mutex<()>,
-    clock: Arc<dyn Clock>,
-    session_timeout_ms: i64,
-    sessions: std::sync::Mutex<Sessions>,
-}
-
-/// Broker sessions as the active controller sees them (not replicated: a new active
-/// controller starts every session afresh).
-#[derive(Debug, Default)]
-struct Sessions {
-    /// When each broker was last heard from.
-    last_heartbeat_ms: BTreeMap<BrokerId, i64>,
-    /// The log index of each broker's registration: it is unfenced once it has applied it.
-    registered_at: BTreeMap<BrokerId, u64>,
+    active: Active,
+    peers: Peers,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("node_id", &self.shared.node_id)
+            .field("node_id", &self.inner.node_id)
             .finish_non_exhaustive()
     }
 }
 
 impl Controller {
-    /// Opens the metadata log, serves peers on `listener`, and joins the quorum. A fresh
-    /// quorum is initialized with `voters` (every voter proposes the same membership, so it
-    /// does not matter which one is first).
+    /// Opens the metadata log, serves the internal API's Raft and controller RPCs on
+    /// `listener`, and joins the quorum. A voter of a fresh quorum initializes it with
+    /// `voters` (every voter proposes the same membership, so it does not matter which one is
+    /// first); a learner waits to be added when it registers as a broker.
     pub async fn start(
         config: ControllerConfig,
         listener: TcpListener,
     ) -> Result<Controller, ControllerError> {
-        if !config.voters.iter().any(|v| v.node_id == config.node_id) {
-            return Err(ControllerError::Config(format!(
-                "node {} is not one of the controller voters",
-                config.node_id
-            )));
+        metrics::describe();
+        if config.voters.is_empty() {
+            return Err(ControllerError::Config(
+                "the controller voter list is empty; name at least one voter".into(),
+            ));
         }
+        let is_voter = config.voters.iter().any(|v| v.node_id == config.node_id);
         let raft_config = Config {
             cluster_name: "weir".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -144,6 +141,8 @@ impl Controller {
         }
         .validate()
         .map_err(|e| ControllerError::Config(e.to_string()))?;
+        let session_timeout_ms = i64::try_from(config.broker_session_timeout_ms)
+            .map_err(|e| ControllerError::Config(format!("broker_session_timeout_ms: {e}")))?;
         let log_store = LogStore::open(&config.dir).map_err(ControllerError::Storage)?;
         let state_machine = StateMachine::open(&config.dir).map_err(ControllerError::Storage)?;
         let raft = Raft::new(
@@ -156,90 +155,119 @@ impl Controller {
         .await
         .map_err(|e| ControllerError::Raft(e.to_string()))?;
 
+        let voter_ids: BTreeSet<u64> = config.voters.iter().map(|v| v.node_id).collect();
+        let inner = Arc::new(Inner {
+            node_id: config.node_id,
+            voters: config.voters.clone(),
+            active: Active::new(
+                config.node_id,
+                voter_ids,
+                raft.clone(),
+                state_machine.clone(),
+                config.clock,
+                session_timeout_ms,
+            ),
+            raft,
+            state_machine,
+            peers: Peers::default(),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+        });
+
         let (stop_server, stopped) = oneshot::channel::<()>();
-        let service = ControllerRaftServer::new(RaftService::new(raft.clone()));
         let server = tokio::spawn(
             Server::builder()
-                .add_service(service)
+                .add_service(ControllerRaftServer::new(RaftService::new(
+                    inner.raft.clone(),
+                )))
+                .add_service(ControllerServer::new(ControllerService::new(Arc::clone(
+                    &inner,
+                ))))
                 .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
                     // A dropped sender stops the server too.
                     stopped.await.unwrap_or(());
                 }),
         );
 
-        let members: BTreeMap<u64, BasicNode> = config
-            .voters
-            .iter()
-            .map(|v| {
-                (
-                    v.node_id,
-                    BasicNode {
-                        addr: v.address.clone(),
-                    },
-                )
-            })
-            .collect();
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| ControllerError::Raft(e.to_string()))?
-        {
-            match raft.initialize(members).await {
-                Ok(()) => {}
-                // Another voter initialized the quorum first, with the same voters.
-                Err(e)
-                    if e.api_error().is_some_and(|api| {
-                        matches!(api, openraft::error::InitializeError::NotAllowed(_))
-                    }) => {}
-                Err(e) => return Err(ControllerError::Raft(e.to_string())),
-            }
+        if is_voter {
+            inner.initialize().await?;
         }
-        let shared = Arc::new(Shared {
-            node_id: config.node_id,
-            raft,
-            state_machine,
-            deciding: Mutex::new(()),
-            clock: config.clock,
-            session_timeout_ms: i64::try_from(config.broker_session_timeout_ms)
-                .map_err(|e| ControllerError::Config(format!("broker_session_timeout_ms: {e}")))?,
-            sessions: std::sync::Mutex::new(Sessions::default()),
-        });
-        let session_expiry = tokio::spawn(expire_sessions_forever(
-            Arc::clone(&shared),
-            Duration::from_millis((config.broker_session_timeout_ms / 4).max(10)),
-        ));
+        let background = vec![
+            tokio::spawn(expire_sessions_forever(
+                Arc::clone(&inner),
+                Duration::from_millis((config.broker_session_timeout_ms / 4).max(10)),
+            )),
+            tokio::spawn(record_raft_metrics(inner.raft.clone())),
+        ];
+        let (broker_status, _) = watch::channel(BrokerStatus::Registering);
         Ok(Controller {
-            shared,
+            inner,
             stop_server: Some(stop_server),
             server: Some(server),
-            session_expiry,
+            background,
+            broker: Mutex::new(None),
+            broker_status,
         })
     }
 
     /// This node's id.
     pub fn node_id(&self) -> u64 {
-        self.shared.node_id
+        self.inner.node_id
+    }
+
+    /// Whether this node is a controller voter (otherwise it is a learner).
+    pub fn is_voter(&self) -> bool {
+        self.inner
+            .voters
+            .iter()
+            .any(|v| v.node_id == self.inner.node_id)
     }
 
     /// The metadata this node has applied.
-    pub fn metadata(&self) -> ClusterMetadata {
-        self.shared.state_machine.metadata()
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.inner.state_machine.metadata()
+    }
+
+    /// Follows the committed metadata as a stream of changes.
+    pub fn subscribe(&self) -> MetadataSubscription {
+        MetadataSubscription::new(self.inner.state_machine.watch())
     }
 
     /// The active controller, as this node knows it.
     pub fn leader(&self) -> Option<u64> {
-        self.shared.raft.metrics().borrow().current_leader
+        self.inner.leader()
     }
 
     /// How far this node has applied the metadata log.
     pub fn applied_index(&self) -> Option<u64> {
-        self.shared.state_machine.applied_index()
+        self.inner.state_machine.applied_index()
+    }
+
+    /// The quorum as this node sees it: leader, term, voters and learners.
+    pub fn quorum_status(&self) -> QuorumStatus {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut status = QuorumStatus {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            voters: Vec::new(),
+            learners: Vec::new(),
+        };
+        for (id, node) in membership.nodes() {
+            let entry = (*id, node.addr.clone());
+            if voters.contains(id) {
+                status.voters.push(entry);
+            } else {
+                status.learners.push(entry);
+            }
+        }
+        status
     }
 
     /// Waits until this node knows an active controller, for at most `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, ControllerError> {
         let metrics = self
-            .shared
+            .inner
             .raft
             .wait(Some(timeout))
             .metrics(|m| m.current_leader.is_some(), "an active controller")
@@ -254,103 +282,38 @@ impl Controller {
         index: u64,
         timeout: Duration,
     ) -> Result<(), ControllerError> {
-        self.shared
-            .raft
-            .wait(Some(timeout))
-            .applied_index_at_least(Some(index), "the metadata log")
-            .await
-            .map_err(|e| ControllerError::Raft(e.to_string()))?;
-        Ok(())
+        self.inner.wait_for_applied(index, timeout).await
     }
 
-    /// Registers a broker incarnation, fenced: it is unfenced by a heartbeat showing it has
-    /// applied the metadata log up to its registration. Returns the registration's log index.
+    /// Registers a broker incarnation with the active controller, fenced: it is unfenced by
+    /// a heartbeat showing it has applied the metadata log up to its registration. Returns
+    /// the registration's log index.
     pub async fn register_broker(&self, record: BrokerRecord) -> Result<u64, ControllerError> {
-        let _deciding = self.shared.deciding.lock().await;
-        let broker_id = record.broker_id;
-        let metadata = self.shared.current_metadata().await?;
-        // A live earlier incarnation (the broker restarted before its session expired) is
-        // fenced first, so its partitions get other leaders: a fenced broker leads nothing.
-        let mut records = Vec::new();
-        if metadata.is_live(broker_id) {
-            records.extend(decisions::fence_broker(&metadata, broker_id));
+        match self.inner.route(Request::RegisterBroker(record)).await? {
+            Reply::Registered { registered_at } => Ok(registered_at),
+            other => Err(unexpected(&other)),
         }
-        records.push(MetadataRecord::RegisterBroker(record));
-        let index = self.shared.write(records).await?;
-        let mut sessions = self.shared.sessions();
-        sessions.registered_at.insert(broker_id, index);
-        sessions
-            .last_heartbeat_ms
-            .insert(broker_id, self.shared.clock.now_ms());
-        Ok(index)
     }
 
     /// A broker's heartbeat: it is alive and has applied the metadata log up to
     /// `applied_index`. A fenced broker that has caught up with its registration is unfenced
-    /// (and regains leadership of offline partitions it is in sync for).
+    /// (and regains leadership of offline partitions it is in sync for). Returns whether the
+    /// broker is still fenced.
     pub async fn heartbeat(
         &self,
         broker_id: BrokerId,
         incarnation: Uuid,
         applied_index: u64,
-    ) -> Result<(), ControllerError> {
-        let shared = &self.shared;
-        if shared.leader() != Some(shared.node_id) {
-            return Err(ControllerError::NotController {
-                leader: shared.leader(),
-            });
-        }
-        let registered = |metadata: &ClusterMetadata| {
-            metadata
-                .broker(broker_id)
-                .filter(|b| b.incarnation == incarnation)
-                .map(|b| b.fenced)
+    ) -> Result<bool, ControllerError> {
+        let request = Request::Heartbeat {
+            broker_id,
+            incarnation,
+            applied_index,
         };
-        // A live broker's heartbeat only needs noting; the local view recognises it.
-        let mut fenced = shared.state_machine.with_metadata(registered);
-        if fenced != Some(false) {
-            // Unknown here, or fenced: decide on the committed metadata.
-            fenced = registered(&shared.current_metadata().await?);
+        match self.inner.route(request).await? {
+            Reply::Heartbeat { fenced } => Ok(fenced),
+            other => Err(unexpected(&other)),
         }
-        let Some(fenced) = fenced else {
-            return Err(ControllerError::Unregistered { broker_id });
-        };
-        let caught_up = {
-            let mut sessions = shared.sessions();
-            sessions
-                .last_heartbeat_ms
-                .insert(broker_id, shared.clock.now_ms());
-            // After a change of active controller the registration index is not known here;
-            // what this controller has applied is a later point, so a safe one.
-            let registered_at = sessions.registered_at.get(&broker_id).copied();
-            applied_index
-                >= registered_at
-                    .or(shared.state_machine.applied_index())
-                    .unwrap_or(0)
-        };
-        if !(fenced && caught_up) {
-            return Ok(());
-        }
-        let _deciding = shared.deciding.lock().await;
-        let metadata = shared.current_metadata().await?;
-        if registered(&metadata) == Some(true) {
-            shared
-                .write(decisions::unfence_broker(&metadata, broker_id))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Fences a broker and moves leadership of its partitions to other ISR members.
-    pub async fn fence_broker(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
-        let _deciding = self.shared.deciding.lock().await;
-        self.shared.fence(broker_id).await
-    }
-
-    /// Fences every live broker whose session expired; returns them. The background task
-    /// does this every quarter session; tests call it after moving their clock.
-    pub async fn expire_sessions(&self) -> Result<Vec<BrokerId>, ControllerError> {
-        self.shared.expire_sessions().await
     }
 
     /// Creates a topic with its replicas placed over the live brokers. Returns its id.
@@ -361,44 +324,102 @@ impl Controller {
         replication_factor: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, ControllerError> {
-        let _deciding = self.shared.deciding.lock().await;
-        let metadata = self.shared.current_metadata().await?;
-        let topic_id = Uuid::new_v4();
-        // Rotate placement with the topic count, so leaders spread over topics too.
-        let start = metadata.topics().count();
-        let records = decisions::create_topic(
-            &metadata,
-            name,
-            topic_id,
+        let request = Request::CreateTopic {
+            name: name.to_string(),
             partitions,
             replication_factor,
             configs,
-            start,
-        )?;
-        self.shared.write(records).await?;
-        Ok(topic_id)
+        };
+        match self.inner.route(request).await? {
+            Reply::TopicCreated(topic_id) => Ok(topic_id),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Deletes a topic and its partitions.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ControllerError> {
-        let _deciding = self.shared.deciding.lock().await;
-        let topic = self
-            .shared
-            .current_metadata()
-            .await?
-            .topic_by_name(name)
-            .map(|t| t.id)
-            .ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
-        let remove = MetadataRecord::RemoveTopic { topic_id: topic };
-        self.shared.write(vec![remove]).await?;
-        Ok(())
+        let request = Request::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.inner.route(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
-    /// Leaves the quorum's work to the others: stops Raft and the peer listener.
+    /// Grows topic `name` to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<(), ControllerError> {
+        let request = Request::CreatePartitions {
+            name: name.to_string(),
+            total,
+        };
+        match self.inner.route(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A partition leader's ISR change. It takes effect once committed, which it is when
+    /// this returns; a proposal made at stale epochs is refused.
+    pub async fn alter_partition(
+        &self,
+        proposal: IsrProposal,
+    ) -> Result<AlteredPartition, ControllerError> {
+        match self.inner.route(Request::AlterPartition(proposal)).await? {
+            Reply::PartitionAltered(altered) => Ok(altered),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Fences a broker and moves leadership of its partitions to other ISR members. Only
+    /// the active controller does this; elsewhere it is refused.
+    pub async fn fence_broker(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
+        self.inner.active.fence_broker(broker_id).await
+    }
+
+    /// Fences every live broker whose session expired, if this node is the active
+    /// controller; returns them. The background task does this every quarter session; tests
+    /// call it after moving their clock.
+    pub async fn expire_sessions(&self) -> Result<Vec<BrokerId>, ControllerError> {
+        self.inner.active.expire_sessions().await
+    }
+
+    /// Runs this node as broker `record`: registers it with the active controller, then
+    /// heartbeats every `heartbeat_interval`, registering again if the controller no longer
+    /// knows this incarnation. [`broker_status`](Self::broker_status) follows the outcome.
+    pub fn start_broker(&self, record: BrokerRecord, heartbeat_interval: Duration) {
+        let task = tokio::spawn(run_broker(
+            Arc::clone(&self.inner),
+            record,
+            heartbeat_interval,
+            self.broker_status.clone(),
+        ));
+        let mut broker = self.broker.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = broker.replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// This node's standing as a broker.
+    pub fn broker_status(&self) -> watch::Receiver<BrokerStatus> {
+        self.broker_status.subscribe()
+    }
+
+    /// Stops this node's broker heartbeats (its session then expires); for tests of fencing.
+    pub fn stop_heartbeats(&self) {
+        if let Some(task) = self.broker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    /// Leaves the quorum's work to the others: stops heartbeats, Raft and the listener.
     pub async fn shutdown(mut self) -> Result<(), ControllerError> {
-        self.session_expiry.abort();
+        self.stop_heartbeats();
+        for task in &self.background {
+            task.abort();
+        }
         let stopped = self
-            .shared
+            .inner
             .raft
             .shutdown()
             .await
@@ -410,105 +431,279 @@ impl Controller {
         if let Some(server) = self.server.take() {
             match server.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "the controller's peer listener failed"),
-                Err(e) => tracing::warn!(error = %e, "the controller's peer listener panicked"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the internal listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the internal listener panicked"),
             }
         }
         stopped
     }
 }
 
-impl Shared {
+/// A reply of the wrong kind: a peer that does not follow the protocol.
+fn unexpected(reply: &Reply) -> ControllerError {
+    ControllerError::InvalidRequest(format!("the controller answered with {reply:?}"))
+}
+
+/// Where to send a request next.
+enum Target {
+    Local,
+    Remote { address: String, forwarded: bool },
+}
+
+impl Inner {
     fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// The metadata to decide on: this node must still lead, and must have applied every
-    /// committed entry (a new leader may not have yet). The caller holds the decision lock.
-    async fn current_metadata(&self) -> Result<ClusterMetadata, ControllerError> {
-        self.raft.ensure_linearizable().await.map_err(|e| {
-            match e.forward_to_leader::<BasicNode>() {
-                Some(forward) => ControllerError::NotController {
-                    leader: forward.leader_id,
-                },
-                None => ControllerError::Raft(e.to_string()),
-            }
-        })?;
-        Ok(self.state_machine.metadata())
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes `records` through Raft as one batch; returns its log index once committed and
-    /// applied here.
-    async fn write(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
-        let written = self
+    /// Initializes a fresh quorum with the voters; a no-op if it already is.
+    async fn initialize(&self) -> Result<(), ControllerError> {
+        let initialized = self
             .raft
-            .client_write(MetadataBatch(records))
+            .is_initialized()
             .await
-            .map_err(|e| match e.forward_to_leader::<BasicNode>() {
-                Some(forward) => ControllerError::NotController {
-                    leader: forward.leader_id,
-                },
-                None => ControllerError::Raft(e.to_string()),
-            })?;
-        if let Some(refused) = written.data.refused {
-            return Err(ControllerError::Conflict(refused));
+            .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
         }
-        Ok(written.log_id.index)
-    }
-
-    /// Fences `broker_id`; the caller holds the decision lock.
-    async fn fence(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
-        let records = decisions::fence_broker(&self.current_metadata().await?, broker_id);
-        if records.is_empty() {
-            return Err(ControllerError::Conflict(ApplyError::UnknownBroker(
-                broker_id,
-            )));
-        }
-        self.write(records).await
-    }
-
-    async fn expire_sessions(&self) -> Result<Vec<BrokerId>, ControllerError> {
-        if self.leader() != Some(self.node_id) {
-            // Sessions are the active controller's; a later one starts them afresh.
-            *self.sessions() = Sessions::default();
-            return Ok(Vec::new());
-        }
-        let _deciding = self.deciding.lock().await;
-        let metadata = self.current_metadata().await?;
-        let expired = {
-            let mut sessions = self.sessions();
-            let now = self.clock.now_ms();
-            for broker in metadata.brokers() {
-                // A broker not heard from yet gets a whole session from now.
-                sessions.last_heartbeat_ms.entry(broker.id).or_insert(now);
+        let members: BTreeMap<u64, BasicNode> = self
+            .voters
+            .iter()
+            .map(|v| {
+                let node = BasicNode {
+                    addr: v.address.clone(),
+                };
+                (v.node_id, node)
+            })
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another voter initialized the quorum first, with the same voters.
+            Err(e)
+                if e.api_error().is_some_and(|api| {
+                    matches!(api, openraft::error::InitializeError::NotAllowed(_))
+                }) =>
+            {
+                Ok(())
             }
-            decisions::expired_sessions(
-                &metadata,
-                &sessions.last_heartbeat_ms,
-                now,
-                self.session_timeout_ms,
-            )
-        };
-        for &broker_id in &expired {
-            tracing::info!(broker_id, "fencing a broker whose session expired");
-            self.fence(broker_id).await?;
+            Err(e) => Err(ControllerError::Raft(e.to_string())),
         }
-        Ok(expired)
+    }
+
+    async fn wait_for_applied(&self, index: u64, timeout: Duration) -> Result<(), ControllerError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "the metadata log")
+            .await
+            .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The internal address of node `id`, from the Raft membership or the voter list.
+    fn address_of(&self, id: u64) -> Option<String> {
+        let from_membership = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| node.addr.clone())
+        };
+        from_membership.or_else(|| {
+            self.voters
+                .iter()
+                .find(|v| v.node_id == id)
+                .map(|v| v.address.clone())
+        })
+    }
+
+    /// Where the `attempt`th try of a request goes: the known active controller, otherwise
+    /// the voters in turn (which forward it).
+    fn target(&self, attempt: usize, hint: Option<u64>) -> Target {
+        let leader = self.leader().or(hint);
+        if leader == Some(self.node_id) {
+            return Target::Local;
+        }
+        if let Some(address) = leader.and_then(|id| self.address_of(id)) {
+            return Target::Remote {
+                address,
+                forwarded: true,
+            };
+        }
+        let others: Vec<&Voter> = self
+            .voters
+            .iter()
+            .filter(|v| v.node_id != self.node_id)
+            .collect();
+        if others.is_empty() {
+            // The only voter: it will lead once it has elected itself.
+            return Target::Local;
+        }
+        Target::Remote {
+            address: others[attempt % others.len()].address.clone(),
+            forwarded: false,
+        }
+    }
+
+    /// Sends `request` to the active controller, wherever it is, through elections and
+    /// unreachable nodes, for at most the request timeout.
+    pub(crate) async fn route(&self, request: Request) -> Result<Reply, ControllerError> {
+        let deadline = Instant::now() + self.request_timeout;
+        let mut hint = None;
+        for attempt in 0.. {
+            let result = match self.target(attempt, hint) {
+                Target::Local => self.active.handle(request.clone()).await,
+                Target::Remote { address, forwarded } => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    self.peers
+                        .submit(&address, &request, forwarded, remaining.max(MIN_RPC_TIME))
+                        .await
+                }
+            };
+            let error = match result {
+                Err(error) if error.is_retryable() => error,
+                other => return other,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ControllerError::Unavailable(format!(
+                    "no active controller took the {} within {} ms (the last answer: {error})",
+                    request.name(),
+                    self.request_timeout.as_millis()
+                )));
+            }
+            hint = error.leader_hint().filter(|&l| l != self.node_id);
+            self.wait_for_new_leader(retry_backoff(attempt).min(deadline - now))
+                .await;
+        }
+        unreachable!("the retry loop only ends by returning")
+    }
+
+    /// Waits `pause`, or less if this node learns of a new active controller meanwhile (so a
+    /// request goes to it as soon as it is elected).
+    async fn wait_for_new_leader(&self, pause: Duration) {
+        let before = self.leader();
+        let changed = self
+            .raft
+            .wait(Some(pause))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != before,
+                "a new active controller",
+            )
+            .await;
+        // A timeout is the usual outcome: the pause is over.
+        drop(changed);
+    }
+
+    /// Serves a request that reached this node's controller service: decides it here if this
+    /// node leads (or it was already forwarded once), otherwise forwards it to the leader.
+    pub(crate) async fn serve(
+        &self,
+        request: Request,
+        forwarded: bool,
+    ) -> Result<Reply, ControllerError> {
+        let leader = self.leader();
+        if forwarded || leader == Some(self.node_id) {
+            return self.active.handle(request).await;
+        }
+        match leader.and_then(|id| self.address_of(id)) {
+            Some(address) => {
+                self.peers
+                    .submit(&address, &request, true, self.request_timeout)
+                    .await
+            }
+            None => Err(ControllerError::NotController { leader }),
+        }
     }
 }
 
-/// Fences brokers whose sessions expire, every `period`, for as long as the controller runs.
-async fn expire_sessions_forever(shared: Arc<Shared>, period: Duration) {
+/// The least time a forwarded request is given, even close to its deadline.
+const MIN_RPC_TIME: Duration = Duration::from_millis(100);
+
+/// How long to wait before retry `attempt`: doubling from 25 ms up to 400 ms (elections take
+/// about that long; a newly known leader cuts the wait short anyway).
+fn retry_backoff(attempt: usize) -> Duration {
+    let exponent = u32::try_from(attempt.min(4)).expect("small");
+    Duration::from_millis(25 * 2u64.pow(exponent))
+}
+
+/// Registers this node as a broker and heartbeats for as long as it runs.
+async fn run_broker(
+    inner: Arc<Inner>,
+    record: BrokerRecord,
+    interval: Duration,
+    status: watch::Sender<BrokerStatus>,
+) {
+    let broker_id = record.broker_id;
+    loop {
+        status.send_replace(BrokerStatus::Registering);
+        let registered_at = loop {
+            match inner.route(Request::RegisterBroker(record.clone())).await {
+                Ok(Reply::Registered { registered_at }) => break registered_at,
+                Ok(other) => tracing::warn!(reply = ?other, "unexpected registration reply"),
+                Err(e) => tracing::warn!(error = %e, broker_id, "registering failed; retrying"),
+            }
+            tokio::time::sleep(interval).await;
+        };
+        status.send_replace(BrokerStatus::Fenced);
+        tracing::info!(broker_id, registered_at, "registered with the controller");
+        // The first heartbeat goes as soon as the registration is applied here, so the broker
+        // is unfenced without waiting a whole interval.
+        if let Err(e) = inner.wait_for_applied(registered_at, interval).await {
+            tracing::debug!(error = %e, "not caught up with the registration yet");
+        }
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let heartbeat = Request::Heartbeat {
+                broker_id,
+                incarnation: record.incarnation,
+                applied_index: inner.state_machine.applied_index().unwrap_or(0),
+            };
+            match inner.route(heartbeat).await {
+                Ok(Reply::Heartbeat { fenced }) => {
+                    status.send_replace(if fenced {
+                        BrokerStatus::Fenced
+                    } else {
+                        BrokerStatus::Live
+                    });
+                }
+                Ok(other) => tracing::warn!(reply = ?other, "unexpected heartbeat reply"),
+                Err(e) if e.kind() == ErrorKind::UnregisteredBroker => {
+                    tracing::warn!(
+                        broker_id,
+                        "the controller lost this broker; registering again"
+                    );
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, broker_id, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+/// Fences brokers whose sessions expire, every `period`, for as long as the node runs.
+async fn expire_sessions_forever(inner: Arc<Inner>, period: Duration) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if let Err(e) = shared.expire_sessions().await {
+        if let Err(e) = inner.active.expire_sessions().await {
             tracing::warn!(error = %e, "checking broker sessions failed");
+        }
+    }
+}
+
+/// Keeps the Raft gauges current, until Raft stops.
+async fn record_raft_metrics(raft: Raft<TypeConfig>) {
+    let mut changes = raft.metrics();
+    loop {
+        {
+            let state = changes.borrow_and_update();
+            metrics::record_raft(state.current_term, state.state == ServerState::Leader);
+        }
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -552,6 +747,7 @@ mod tests {
                 election_timeout_min_ms: 200,
                 election_timeout_max_ms: 400,
                 broker_session_timeout_ms: SESSION_MS as u64,
+                request_timeout_ms: 10_000,
                 clock: Arc::clone(clock) as Arc<dyn Clock>,
             };
             controllers.push(Controller::start(config, listener).await.unwrap());
@@ -634,15 +830,25 @@ mod tests {
             );
         }
 
-        // Only the active controller decides; others say who does.
+        // Only the active controller decides: another node forwards requests to it, and its
+        // refusals back.
+        follower
+            .create_topic("elsewhere", 1, 1, BTreeMap::new())
+            .await
+            .unwrap();
         let error = follower
             .create_topic("elsewhere", 1, 1, BTreeMap::new())
             .await
             .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::TopicExists, "{error}");
+        assert_eq!(error.to_string(), "topic \"elsewhere\" already exists");
+        let error = follower.fence_broker(1).await.unwrap_err();
         assert!(
             matches!(error, ControllerError::NotController { leader: Some(l) } if l == leader_id),
             "{error}"
         );
+        let metadata = leader.metadata();
+        assert!(metadata.topic_by_name("elsewhere").is_some());
 
         // Bad requests change nothing.
         let check = |error: ControllerError, expected: &str| {
@@ -737,7 +943,7 @@ mod tests {
         // Every node restarts: the metadata is intact and the quorum works again.
         let addresses: Vec<String> = (1..=3u64)
             .map(|id| {
-                let metrics = controllers[0].shared.raft.metrics().borrow().clone();
+                let metrics = controllers[0].inner.raft.metrics().borrow().clone();
                 let node = metrics
                     .membership_config
                     .membership()

@@ -299,9 +299,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
         let mut inner = self.lock();
         inner.committed = committed;
-        inner
-            .save_meta()
-            .map_err(|e| StorageIOError::write(&e).into())
+        inner.save_meta().map_err(|e| StorageIOError::write(&e))?;
+        if let Some(committed) = committed {
+            crate::controller::metrics::record_committed(committed.index);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {

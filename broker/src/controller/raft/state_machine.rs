@@ -3,6 +3,8 @@
 //!
 //! The last snapshot is kept in `<dir>/raft-snapshot`; at open the state machine starts from
 //! it, and openraft re-applies the committed entries after it.
+//!
+//! Every change of the metadata is published as a new [`MetadataImage`] for subscribers.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -13,12 +15,15 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageIOError, StoredMembership,
 };
 use prost::Message;
+use tokio::sync::watch;
 use weir_proto::internal::v1 as pb;
 
 use super::encoding::{snapshot_meta_from_pb, snapshot_meta_to_pb};
 use super::{MetadataBatch, MetadataResponse, StorageError, TypeConfig};
 use crate::controller::codec;
 use crate::controller::metadata::ClusterMetadata;
+use crate::controller::metrics;
+use crate::controller::subscription::MetadataImage;
 use crate::storage::{read_checkpoint, write_checkpoint};
 
 const SNAPSHOT_FILE: &str = "raft-snapshot";
@@ -28,12 +33,15 @@ const SNAPSHOT_VERSION: u16 = 1;
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     inner: Arc<Mutex<Inner>>,
+    /// The metadata as last applied, for subscribers.
+    image: Arc<watch::Sender<MetadataImage>>,
 }
 
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
-    metadata: ClusterMetadata,
+    /// Shared with the published image; copied on the next change only if still shared.
+    metadata: Arc<ClusterMetadata>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
     snapshot: Option<StoredSnapshot>,
@@ -53,7 +61,7 @@ impl StateMachine {
         std::fs::create_dir_all(dir)?;
         let mut inner = Inner {
             dir: dir.to_path_buf(),
-            metadata: ClusterMetadata::default(),
+            metadata: Arc::default(),
             last_applied: None,
             membership: StoredMembership::default(),
             snapshot: None,
@@ -65,18 +73,40 @@ impl StateMachine {
             let (meta, metadata) = decode_snapshot(&data)?;
             inner.install(StoredSnapshot { meta, data }, metadata);
         }
+        let (image, _) = watch::channel(inner.image());
         Ok(StateMachine {
             inner: Arc::new(Mutex::new(inner)),
+            image: Arc::new(image),
         })
+    }
+
+    /// Follows the applied metadata: every change is a new image.
+    pub fn watch(&self) -> watch::Receiver<MetadataImage> {
+        self.image.subscribe()
+    }
+
+    /// Publishes the state as applied now, if the metadata changed (or always, with `force`).
+    fn publish(&self, inner: &Inner, force: bool) {
+        self.image.send_if_modified(|image| {
+            let changed = force || !Arc::ptr_eq(&image.metadata, &inner.metadata);
+            if changed {
+                *image = inner.image();
+            } else {
+                // Raft's own entries move the index without a change worth waking anyone.
+                image.applied_index = inner.last_applied.map(|id| id.index);
+            }
+            changed
+        });
+        metrics::record_applied(inner.last_applied.map(|id| id.index), &inner.metadata);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the current metadata.
-    pub fn metadata(&self) -> ClusterMetadata {
-        self.lock().metadata.clone()
+    /// The current metadata.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        Arc::clone(&self.lock().metadata)
     }
 
     /// Calls `f` with the current metadata, without copying it.
@@ -111,10 +141,17 @@ fn decode_snapshot(
 }
 
 impl Inner {
+    fn image(&self) -> MetadataImage {
+        MetadataImage {
+            applied_index: self.last_applied.map(|id| id.index),
+            metadata: Arc::clone(&self.metadata),
+        }
+    }
+
     /// Replaces the state with `snapshot`'s (whose metadata is `metadata`), and keeps it as
     /// the current snapshot.
     fn install(&mut self, snapshot: StoredSnapshot, metadata: ClusterMetadata) {
-        self.metadata = metadata;
+        self.metadata = Arc::new(metadata);
         self.last_applied = snapshot.meta.last_log_id;
         self.membership = snapshot.meta.last_membership.clone();
         self.snapshot = Some(snapshot);
@@ -183,9 +220,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             inner.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => MetadataResponse::default(),
-                EntryPayload::Normal(MetadataBatch(records)) => MetadataResponse {
-                    refused: inner.metadata.apply_batch(&records).err(),
-                },
+                EntryPayload::Normal(MetadataBatch(records)) => {
+                    let refused = Arc::make_mut(&mut inner.metadata)
+                        .apply_batch(&records)
+                        .err();
+                    if refused.is_none() {
+                        metrics::records_applied(records.len());
+                    }
+                    MetadataResponse { refused }
+                }
                 EntryPayload::Membership(membership) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), membership);
                     MetadataResponse::default()
@@ -193,6 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
         }
+        self.publish(&inner, false);
         Ok(responses)
     }
 
@@ -220,6 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut inner = self.lock();
         inner.persist(&stored).map_err(write_error)?;
         inner.install(stored, metadata);
+        self.publish(&inner, true);
         Ok(())
     }
 

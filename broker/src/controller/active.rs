@@ -1,0 +1,367 @@
+//! The active controller's side of a node: deciding [`Request`]s while this node is the Raft
+//! leader, and fencing brokers whose sessions expire.
+//!
+//! Every decision is made under one lock against the metadata this node has applied, after
+//! confirming it still leads and has applied everything committed, then written through
+//! Raft; a decision that a concurrent change made stale is refused by `apply` and reported,
+//! never half applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use openraft::{BasicNode, ChangeMembers, Raft};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::decisions::{self, DecisionError};
+use super::error::ControllerError;
+use super::metadata::{ApplyError, ClusterMetadata};
+use super::raft::{MetadataBatch, StateMachine, TypeConfig};
+use super::records::{BrokerId, BrokerRecord, MetadataRecord};
+use super::rpc::{AlteredPartition, Reply, Request};
+use crate::clock::Clock;
+
+/// What decides requests on this node while it leads the quorum.
+pub(crate) struct Active {
+    node_id: u64,
+    /// The controller voters: every other broker follows the metadata log as a learner.
+    voters: BTreeSet<u64>,
+    raft: Raft<TypeConfig>,
+    state_machine: StateMachine,
+    /// Serializes decisions, so each is made against the state the previous one left.
+    deciding: Mutex<()>,
+    clock: Arc<dyn Clock>,
+    session_timeout_ms: i64,
+    sessions: std::sync::Mutex<Sessions>,
+}
+
+/// Broker sessions as the active controller sees them (not replicated: a new active
+/// controller starts every session afresh).
+#[derive(Debug, Default)]
+struct Sessions {
+    /// When each broker was last heard from.
+    last_heartbeat_ms: BTreeMap<BrokerId, i64>,
+    /// The log index of each broker's registration: it is unfenced once it has applied it.
+    registered_at: BTreeMap<BrokerId, u64>,
+}
+
+impl Active {
+    pub(crate) fn new(
+        node_id: u64,
+        voters: BTreeSet<u64>,
+        raft: Raft<TypeConfig>,
+        state_machine: StateMachine,
+        clock: Arc<dyn Clock>,
+        session_timeout_ms: i64,
+    ) -> Self {
+        Self {
+            node_id,
+            voters,
+            raft,
+            state_machine,
+            deciding: Mutex::new(()),
+            clock,
+            session_timeout_ms,
+            sessions: std::sync::Mutex::new(Sessions::default()),
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Decides `request`, or refuses with [`ControllerError::NotController`] if this node
+    /// does not lead the quorum.
+    pub(crate) async fn handle(&self, request: Request) -> Result<Reply, ControllerError> {
+        match request {
+            Request::RegisterBroker(record) => {
+                let registered_at = self.register_broker(record).await?;
+                Ok(Reply::Registered { registered_at })
+            }
+            Request::Heartbeat {
+                broker_id,
+                incarnation,
+                applied_index,
+            } => {
+                let fenced = self
+                    .heartbeat(broker_id, incarnation, applied_index)
+                    .await?;
+                Ok(Reply::Heartbeat { fenced })
+            }
+            Request::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                let _deciding = self.deciding.lock().await;
+                let metadata = self.current_metadata().await?;
+                let topic_id = Uuid::new_v4();
+                // Rotate placement with the topic count, so leaders spread over topics too.
+                let start = metadata.topics().count();
+                let records = decisions::create_topic(
+                    &metadata,
+                    &name,
+                    topic_id,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    start,
+                )?;
+                self.write(records).await?;
+                Ok(Reply::TopicCreated(topic_id))
+            }
+            Request::DeleteTopic { name } => {
+                let _deciding = self.deciding.lock().await;
+                let topic_id = self
+                    .current_metadata()
+                    .await?
+                    .topic_by_name(&name)
+                    .map(|t| t.id)
+                    .ok_or(DecisionError::UnknownTopic(name))?;
+                self.write(vec![MetadataRecord::RemoveTopic { topic_id }])
+                    .await?;
+                Ok(Reply::Done)
+            }
+            Request::CreatePartitions { name, total } => {
+                let _deciding = self.deciding.lock().await;
+                let metadata = self.current_metadata().await?;
+                let start = metadata.topics().count();
+                let records = decisions::create_partitions(&metadata, &name, total, start)?;
+                self.write(records).await?;
+                Ok(Reply::Done)
+            }
+            Request::AlterPartition(proposal) => {
+                let _deciding = self.deciding.lock().await;
+                let metadata = self.current_metadata().await?;
+                let record = decisions::change_isr(&metadata, &proposal)?;
+                self.write(vec![record]).await?;
+                let partition = self
+                    .state_machine
+                    .metadata()
+                    .topic(proposal.topic_id)
+                    .and_then(|t| t.partitions.get(usize::try_from(proposal.partition).ok()?))
+                    .cloned()
+                    .ok_or_else(|| {
+                        ControllerError::Raft("an altered partition vanished once applied".into())
+                    })?;
+                Ok(Reply::PartitionAltered(AlteredPartition {
+                    leader_epoch: partition.leader_epoch,
+                    partition_epoch: partition.partition_epoch,
+                    isr: partition.isr,
+                }))
+            }
+        }
+    }
+
+    /// Registers a broker incarnation, fenced, and makes sure a broker that is not a voter
+    /// follows the metadata log as a learner at its internal address. Returns the
+    /// registration's log index: the broker is unfenced once it has applied it.
+    async fn register_broker(&self, record: BrokerRecord) -> Result<u64, ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        let broker_id = record.broker_id;
+        let node_id = u64::try_from(broker_id).map_err(|_| {
+            ControllerError::InvalidRequest(format!(
+                "broker id {broker_id} is negative; node ids are 0 or more"
+            ))
+        })?;
+        let metadata = self.current_metadata().await?;
+        // A live earlier incarnation (the broker restarted before its session expired) is
+        // fenced first, so its partitions get other leaders: a fenced broker leads nothing.
+        let mut records = Vec::new();
+        if metadata.is_live(broker_id) {
+            records.extend(decisions::fence_broker(&metadata, broker_id));
+        }
+        let internal = record.endpoints.internal.clone();
+        records.push(MetadataRecord::RegisterBroker(record));
+        let index = self.write(records).await?;
+        {
+            let mut sessions = self.sessions();
+            sessions.registered_at.insert(broker_id, index);
+            sessions
+                .last_heartbeat_ms
+                .insert(broker_id, self.clock.now_ms());
+        }
+        if !self.voters.contains(&node_id) {
+            self.ensure_learner(node_id, internal).await?;
+        }
+        Ok(index)
+    }
+
+    /// Adds `node_id` to the Raft membership as a learner at `address`, or moves it there.
+    /// Only learners are set this way: replacing a voter's address is not safe.
+    async fn ensure_learner(&self, node_id: u64, address: String) -> Result<(), ControllerError> {
+        let known = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&node_id)
+                .map(|node| node.addr.clone())
+        };
+        if known.as_deref() == Some(address.as_str()) {
+            return Ok(());
+        }
+        tracing::info!(node_id, %address, "adding a broker to the metadata log as a learner");
+        let node = BasicNode { addr: address };
+        self.raft
+            .change_membership(
+                ChangeMembers::SetNodes(BTreeMap::from([(node_id, node)])),
+                true,
+            )
+            .await
+            .map_err(|e| match e.forward_to_leader::<BasicNode>() {
+                Some(forward) => ControllerError::NotController {
+                    leader: forward.leader_id,
+                },
+                None => ControllerError::Raft(e.to_string()),
+            })?;
+        Ok(())
+    }
+
+    /// A broker's heartbeat: it is alive and has applied the metadata log up to
+    /// `applied_index`. A fenced broker that has caught up with its registration is unfenced
+    /// (and regains leadership of offline partitions it is in sync for). Returns whether the
+    /// broker is still fenced.
+    async fn heartbeat(
+        &self,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+        applied_index: u64,
+    ) -> Result<bool, ControllerError> {
+        if self.leader() != Some(self.node_id) {
+            return Err(ControllerError::NotController {
+                leader: self.leader(),
+            });
+        }
+        let registered = |metadata: &ClusterMetadata| {
+            metadata
+                .broker(broker_id)
+                .filter(|b| b.incarnation == incarnation)
+                .map(|b| b.fenced)
+        };
+        // A live broker's heartbeat only needs noting; the local view recognises it.
+        let mut fenced = self.state_machine.with_metadata(registered);
+        if fenced != Some(false) {
+            // Unknown here, or fenced: decide on the committed metadata.
+            fenced = registered(&*self.current_metadata().await?);
+        }
+        let Some(fenced) = fenced else {
+            return Err(ControllerError::Unregistered { broker_id });
+        };
+        let caught_up = {
+            let mut sessions = self.sessions();
+            sessions
+                .last_heartbeat_ms
+                .insert(broker_id, self.clock.now_ms());
+            // After a change of active controller the registration index is not known here;
+            // what this controller has applied is a later point, so a safe one.
+            let registered_at = sessions.registered_at.get(&broker_id).copied();
+            applied_index
+                >= registered_at
+                    .or(self.state_machine.applied_index())
+                    .unwrap_or(0)
+        };
+        if !(fenced && caught_up) {
+            return Ok(fenced);
+        }
+        let _deciding = self.deciding.lock().await;
+        let metadata = self.current_metadata().await?;
+        if registered(&metadata) == Some(true) {
+            self.write(decisions::unfence_broker(&metadata, broker_id))
+                .await?;
+        }
+        Ok(false)
+    }
+
+    /// Fences a broker and moves leadership of its partitions to other ISR members.
+    pub(crate) async fn fence_broker(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        self.fence(broker_id).await
+    }
+
+    /// The metadata to decide on: this node must still lead, and must have applied every
+    /// committed entry (a new leader may not have yet). The caller holds the decision lock.
+    async fn current_metadata(&self) -> Result<Arc<ClusterMetadata>, ControllerError> {
+        self.raft.ensure_linearizable().await.map_err(|e| {
+            use openraft::error::CheckIsLeaderError;
+            match e.api_error() {
+                Some(CheckIsLeaderError::ForwardToLeader(forward)) => {
+                    ControllerError::NotController {
+                        leader: forward.leader_id,
+                    }
+                }
+                // Just elected, and not yet heard back from a majority: try again shortly.
+                Some(CheckIsLeaderError::QuorumNotEnough(_)) => {
+                    ControllerError::Unavailable(e.to_string())
+                }
+                None => ControllerError::Raft(e.to_string()),
+            }
+        })?;
+        Ok(self.state_machine.metadata())
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `records` through Raft as one batch; returns its log index once committed and
+    /// applied here.
+    async fn write(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
+        let written = self
+            .raft
+            .client_write(MetadataBatch(records))
+            .await
+            .map_err(|e| match e.forward_to_leader::<BasicNode>() {
+                Some(forward) => ControllerError::NotController {
+                    leader: forward.leader_id,
+                },
+                None => ControllerError::Raft(e.to_string()),
+            })?;
+        if let Some(refused) = written.data.refused {
+            return Err(ControllerError::Conflict(refused));
+        }
+        Ok(written.log_id.index)
+    }
+
+    /// Fences `broker_id`; the caller holds the decision lock.
+    async fn fence(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
+        let records = decisions::fence_broker(&*self.current_metadata().await?, broker_id);
+        if records.is_empty() {
+            return Err(ControllerError::Conflict(ApplyError::UnknownBroker(
+                broker_id,
+            )));
+        }
+        self.write(records).await
+    }
+
+    /// Fences every live broker whose session expired, if this node leads; returns them.
+    pub(crate) async fn expire_sessions(&self) -> Result<Vec<BrokerId>, ControllerError> {
+        if self.leader() != Some(self.node_id) {
+            // Sessions are the active controller's; a later one starts them afresh.
+            *self.sessions() = Sessions::default();
+            return Ok(Vec::new());
+        }
+        let _deciding = self.deciding.lock().await;
+        let metadata = self.current_metadata().await?;
+        let expired = {
+            let mut sessions = self.sessions();
+            let now = self.clock.now_ms();
+            for broker in metadata.brokers() {
+                // A broker not heard from yet gets a whole session from now.
+                sessions.last_heartbeat_ms.entry(broker.id).or_insert(now);
+            }
+            decisions::expired_sessions(
+                &metadata,
+                &sessions.last_heartbeat_ms,
+                now,
+                self.session_timeout_ms,
+            )
+        };
+        for &broker_id in &expired {
+            tracing::info!(broker_id, "fencing a broker whose session expired");
+            self.fence(broker_id).await?;
+        }
+        Ok(expired)
+    }
+}

@@ -1,0 +1,86 @@
+//! The controller's metrics, recorded through the `metrics` facade (the exporter is installed
+//! by the binary; without one, recording costs next to nothing).
+
+use std::sync::Once;
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+use super::metadata::ClusterMetadata;
+
+const RAFT_TERM: &str = "weir_controller_raft_term";
+const COMMIT_INDEX: &str = "weir_controller_commit_index";
+const APPLIED_INDEX: &str = "weir_controller_applied_index";
+const IS_LEADER: &str = "weir_controller_is_leader";
+const RECORDS_APPLIED: &str = "weir_controller_metadata_records_applied_total";
+const BROKERS_REGISTERED: &str = "weir_controller_brokers_registered";
+const BROKERS_FENCED: &str = "weir_controller_brokers_fenced";
+
+/// Registers each metric's description and unit, once per process.
+pub(crate) fn describe() {
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(|| {
+        describe_gauge!(
+            RAFT_TERM,
+            Unit::Count,
+            "The controller quorum's current Raft term, as this node knows it."
+        );
+        describe_gauge!(
+            COMMIT_INDEX,
+            Unit::Count,
+            "The index of the last metadata log entry known to be committed."
+        );
+        describe_gauge!(
+            APPLIED_INDEX,
+            Unit::Count,
+            "The index of the last metadata log entry this node has applied."
+        );
+        describe_gauge!(
+            IS_LEADER,
+            Unit::Count,
+            "1 while this node is the active controller (the Raft leader), else 0."
+        );
+        describe_counter!(
+            RECORDS_APPLIED,
+            Unit::Count,
+            "Metadata records this node has applied."
+        );
+        describe_gauge!(
+            BROKERS_REGISTERED,
+            Unit::Count,
+            "Brokers registered in the cluster metadata, fenced or not."
+        );
+        describe_gauge!(
+            BROKERS_FENCED,
+            Unit::Count,
+            "Registered brokers that are fenced (not heartbeating, or not caught up)."
+        );
+    });
+}
+
+/// The Raft state as this node last saw it.
+pub(crate) fn record_raft(term: u64, is_leader: bool) {
+    gauge!(RAFT_TERM).set(term as f64);
+    gauge!(IS_LEADER).set(if is_leader { 1.0 } else { 0.0 });
+}
+
+/// A commit index saved by the log store.
+pub(crate) fn record_committed(index: u64) {
+    gauge!(COMMIT_INDEX).set(index as f64);
+}
+
+/// The state machine after applying entries.
+pub(crate) fn record_applied(index: Option<u64>, metadata: &ClusterMetadata) {
+    if let Some(index) = index {
+        gauge!(APPLIED_INDEX).set(index as f64);
+    }
+    let (registered, fenced) = metadata
+        .brokers()
+        .fold((0u32, 0u32), |(r, f), b| (r + 1, f + u32::from(b.fenced)));
+    gauge!(BROKERS_REGISTERED).set(f64::from(registered));
+    gauge!(BROKERS_FENCED).set(f64::from(fenced));
+}
+
+/// `count` metadata records applied.
+pub(crate) fn records_applied(count: usize) {
+    counter!(RECORDS_APPLIED).increment(count as u64);
+}
