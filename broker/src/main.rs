@@ -1,43 +1,48 @@
-//! `weir-broker`: runs a Weir broker node.
+//! `weir-broker`: runs a Weir node.
 //!
-//! Today the node opens (and after an unclean stop, recovers) every partition log in its data
-//! directory, runs retention, scheduled flushes and checkpoints, and shuts down cleanly on
-//! SIGINT or SIGTERM. The network listeners join it as the data path lands.
+//! The node opens (and after an unclean stop, recovers) every partition log in its data
+//! directory, joins the controller quorum (as a voter if it is in the voter list, otherwise as
+//! a learner) on its internal listener, registers as a broker and heartbeats, and shuts down
+//! cleanly on SIGINT or SIGTERM. The Kafka and gRPC front ends join it with the data path.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use weir_broker::clock::SystemClock;
-use weir_broker::config::StorageConfig;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+use weir_broker::clock::{Clock, SystemClock};
+use weir_broker::config::{BoundAddresses, BrokerArgs, NodeConfig};
+use weir_broker::controller::{
+    BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints,
+};
 use weir_broker::storage::LogManager;
 
-/// A Weir broker node.
-#[derive(Debug, Parser)]
-#[command(name = "weir-broker", version, about)]
-struct Args {
-    /// Directory holding this node's partition logs; created if missing.
-    #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
-    data_dir: PathBuf,
-}
+/// The controller's directory inside the data directory.
+const METADATA_DIR: &str = "metadata";
+/// How long a request to the active controller may wait through elections.
+const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        // Logs are diagnostics: stderr, beside the error a failed start prints.
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft narrates every election and shutdown step at info.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
-    let args = Args::parse();
-    let config = StorageConfig {
-        data_dir: args.data_dir,
-        ..StorageConfig::default()
-    };
-    let result = tokio::runtime::Runtime::new()
-        .context("could not start the async runtime")
-        .and_then(|runtime| runtime.block_on(run(config)));
+    let args = BrokerArgs::parse();
+    let result = NodeConfig::load_from_process_env(&args)
+        .context("the configuration is not usable")
+        .and_then(|config| {
+            tokio::runtime::Runtime::new()
+                .context("could not start the async runtime")
+                .and_then(|runtime| runtime.block_on(run(config)))
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -48,21 +53,101 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: StorageConfig) -> anyhow::Result<()> {
-    let data_dir = config.data_dir.clone();
-    let manager =
-        tokio::task::spawn_blocking(move || LogManager::open(config, Arc::new(SystemClock)))
+async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let storage = config.storage_config();
+    let data_dir = storage.data_dir.clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let manager = {
+        let clock = Arc::clone(&clock);
+        tokio::task::spawn_blocking(move || LogManager::open(storage, clock))
             .await
             .context("opening the data directory panicked")?
-            .with_context(|| format!("could not open the data directory {}", data_dir.display()))?;
+            .with_context(|| format!("could not open the data directory {}", data_dir.display()))?
+    };
     let manager = Arc::new(manager);
     tracing::info!(dir = %data_dir.display(), logs = manager.logs().len(), "storage is open");
+
+    let internal = TcpListener::bind(config.internal_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on the internal address {} (--internal-addr); is another \
+                 node using it? choose a free port",
+                config.internal_addr
+            )
+        })?;
+    let bound = BoundAddresses {
+        internal: Some(
+            internal
+                .local_addr()
+                .context("the internal listener has no address")?,
+        ),
+        ..BoundAddresses::default()
+    };
+    let config = config.with_bound_addresses(&bound);
+    let node_id = u64::try_from(config.node_id).context("node_id is checked to be 0 or more")?;
+    let controller = Controller::start(
+        ControllerConfig {
+            node_id,
+            dir: data_dir.join(METADATA_DIR),
+            voters: config.controller_voters.clone(),
+            heartbeat_interval_ms: config.controller_heartbeat_interval_ms,
+            election_timeout_min_ms: config.controller_election_timeout_min_ms,
+            election_timeout_max_ms: config.controller_election_timeout_max_ms,
+            broker_session_timeout_ms: config.broker_session_timeout_ms,
+            request_timeout_ms: CONTROLLER_REQUEST_TIMEOUT_MS,
+            clock,
+        },
+        internal,
+    )
+    .await
+    .context("could not start this node's controller")?;
+    tracing::info!(
+        node_id,
+        voter = controller.is_voter(),
+        internal = %config.advertised_internal_addr,
+        "joined the controller quorum"
+    );
+    controller.start_broker(
+        BrokerRecord {
+            broker_id: config.node_id,
+            incarnation: Uuid::new_v4(),
+            endpoints: Endpoints {
+                kafka: config.advertised_kafka_addr.clone(),
+                grpc: config.advertised_grpc_addr.clone(),
+                internal: config.advertised_internal_addr.clone(),
+            },
+            rack: config.rack.clone(),
+        },
+        Duration::from_millis(config.broker_heartbeat_interval_ms),
+    );
+    let status = tokio::spawn(report_broker_status(controller.broker_status(), node_id));
+
     Arc::clone(&manager).run(shutdown_signal()).await;
     tracing::info!("shutting down");
+    status.abort();
+    if let Err(e) = controller.shutdown().await {
+        tracing::warn!(error = %e, "the controller did not stop cleanly");
+    }
     tokio::task::spawn_blocking(move || manager.shutdown())
         .await
         .context("shutting down panicked")?
         .context("clean shutdown failed; the next start will recover the logs")
+}
+
+/// Logs each change of this node's standing as a broker.
+async fn report_broker_status(mut status: tokio::sync::watch::Receiver<BrokerStatus>, id: u64) {
+    loop {
+        let now = *status.borrow_and_update();
+        match now {
+            BrokerStatus::Registering => tracing::info!(broker_id = id, "registering"),
+            BrokerStatus::Fenced => tracing::info!(broker_id = id, "registered; catching up"),
+            BrokerStatus::Live => tracing::info!(broker_id = id, "broker is live"),
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,10 @@
 
 use std::path::PathBuf;
 
+pub mod node;
+
+pub use node::{BoundAddresses, BrokerArgs, NodeConfig, NodeConfigError, Origin};
+
 /// The largest segment file: positions inside a segment are 32-bit, as in Kafka.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// The smallest segment file that still holds one batch header.

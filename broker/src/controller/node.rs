@@ -662,11 +662,13 @@ async fn run_broker(
             };
             match inner.route(heartbeat).await {
                 Ok(Reply::Heartbeat { fenced }) => {
-                    status.send_replace(if fenced {
+                    let now = if fenced {
                         BrokerStatus::Fenced
                     } else {
                         BrokerStatus::Live
-                    });
+                    };
+                    // Watchers hear of changes only, not of every heartbeat.
+                    status.send_if_modified(|status| std::mem::replace(status, now) != now);
                 }
                 Ok(other) => tracing::warn!(reply = ?other, "unexpected heartbeat reply"),
                 Err(e) if e.kind() == ErrorKind::UnregisteredBroker => {

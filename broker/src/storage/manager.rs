@@ -7,6 +7,7 @@
 //!   .clean-shutdown     present only between a clean shutdown and the next start
 //!   log-checkpoint      per partition: log start offset and recovery point (framed, CRC)
 //!   topics/<topic>-<partition>/   one log each
+//!   metadata/           the controller's metadata log (not the manager's: see `controller`)
 //! ```
 
 use std::collections::HashMap;
