@@ -2,8 +2,8 @@
 //!
 //! The node opens (and after an unclean stop, recovers) every partition log in its data
 //! directory, joins the controller quorum (as a voter if it is in the voter list, otherwise as
-//! a learner) on its internal listener, registers as a broker and heartbeats, and shuts down
-//! cleanly on SIGINT or SIGTERM. The Kafka and gRPC front ends join it with the data path.
+//! a learner) on its internal listener, registers as a broker and heartbeats (unless its
+//! `process_roles` leave out broker), and shuts down cleanly on SIGINT or SIGTERM. The Kafka and gRPC front ends join it with the data path.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -108,19 +108,23 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         internal = %config.advertised_internal_addr,
         "joined the controller quorum"
     );
-    controller.start_broker(
-        BrokerRecord {
-            broker_id: config.node_id,
-            incarnation: Uuid::new_v4(),
-            endpoints: Endpoints {
-                kafka: config.advertised_kafka_addr.clone(),
-                grpc: config.advertised_grpc_addr.clone(),
-                internal: config.advertised_internal_addr.clone(),
+    if !config.process_roles.broker {
+        tracing::info!(node_id, "a controller only: this node holds no partitions");
+    } else {
+        controller.start_broker(
+            BrokerRecord {
+                broker_id: config.node_id,
+                incarnation: Uuid::new_v4(),
+                endpoints: Endpoints {
+                    kafka: config.advertised_kafka_addr.clone(),
+                    grpc: config.advertised_grpc_addr.clone(),
+                    internal: config.advertised_internal_addr.clone(),
+                },
+                rack: config.rack.clone(),
             },
-            rack: config.rack.clone(),
-        },
-        Duration::from_millis(config.broker_heartbeat_interval_ms),
-    );
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+        );
+    }
     let status = tokio::spawn(report_broker_status(controller.broker_status(), node_id));
 
     Arc::clone(&manager).run(shutdown_signal()).await;

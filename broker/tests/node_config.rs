@@ -647,3 +647,36 @@ fn storage_config_takes_the_log_keys() {
         StorageConfig::default().retention_check_interval_ms
     );
 }
+
+#[test]
+fn roles_follow_the_voter_list_and_must_agree_with_it() {
+    let voters = "1@10.0.0.1:9094,2@10.0.0.2:9094,3@10.0.0.3:9094";
+    let load = |vars: &[(&str, &str)], node: &str| {
+        NodeConfig::load(
+            &flags(&["--node-id", node, "--controller-voters", voters]),
+            env(vars),
+        )
+    };
+    let listed = load(&[], "2").unwrap();
+    assert!(listed.process_roles.broker && listed.process_roles.controller);
+    let learner = load(&[], "4").unwrap();
+    assert!(learner.process_roles.broker && !learner.process_roles.controller);
+    let voter_only = load(&[("WEIR_PROCESS_ROLES", "controller")], "3").unwrap();
+    assert!(!voter_only.process_roles.broker && voter_only.process_roles.controller);
+
+    let (key, _, message) = invalid(load(&[("WEIR_PROCESS_ROLES", "controller")], "4"));
+    assert_eq!(key, "process_roles");
+    assert!(
+        message.contains("node 4 is not in controller_voters"),
+        "{message}"
+    );
+    let (key, _, message) = invalid(load(&[("WEIR_PROCESS_ROLES", "broker")], "1"));
+    assert_eq!(key, "process_roles");
+    assert!(
+        message.contains("node 1 is listed in controller_voters"),
+        "{message}"
+    );
+    let (key, _, message) = invalid(load(&[("WEIR_PROCESS_ROLES", "broker,router")], "1"));
+    assert_eq!(key, "process_roles");
+    assert!(message.contains("\"router\" is not a role"), "{message}");
+}

@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 pub mod node;
+mod value;
 
-pub use node::{BoundAddresses, BrokerArgs, NodeConfig, NodeConfigError, Origin};
+pub use node::{BoundAddresses, BrokerArgs, NodeConfig, NodeConfigError, Origin, ProcessRoles};
 
 /// The largest segment file: positions inside a segment are 32-bit, as in Kafka.
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;

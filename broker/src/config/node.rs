@@ -42,10 +42,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{
-    ConfigError, LogConfig, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, StorageConfig, Voter,
-    parse_controller_voters,
-};
+use super::value::ConfigValue;
+use super::{ConfigError, LogConfig, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, StorageConfig, Voter};
 
 /// The variable that names the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "WEIR_CONFIG";
@@ -241,6 +239,16 @@ node_config! {
         node_id: u64::try_from(node_id).unwrap_or_default(),
         address: advertised_internal_addr.clone(),
     }];
+    /// What this node does: `broker`, `controller` or `broker,controller`. A controller is a
+    /// voter of the metadata quorum and must be in `controller_voters`; a broker holds
+    /// partitions. Defaults to both for a listed voter, and to broker for any other node.
+    /// Kafka: `process.roles`.
+    process_roles: ProcessRoles = ProcessRoles {
+        broker: true,
+        controller: controller_voters
+            .iter()
+            .any(|v| i64::try_from(v.node_id) == Ok(i64::from(node_id))),
+    };
     /// The rack (or zone) of this node; replica placement spreads partitions across racks.
     /// Kafka: `broker.rack`.
     rack: Option<String> = None;
@@ -528,12 +536,32 @@ impl NodeConfig {
             }
         }
         self.validate_voters()?;
+        self.validate_roles()?;
         if let Some(rack) = &self.rack {
             check(!rack.trim().is_empty(), "rack", format!("{rack:?}"), || {
                 "must not be blank; name the rack or leave rack unset".into()
             })?;
         }
         Ok(())
+    }
+
+    fn validate_roles(&self) -> Result<(), ConfigError> {
+        let listed = self.is_controller_voter();
+        let roles = self.process_roles;
+        check(!roles.controller || listed, "process_roles", roles, || {
+            format!(
+                "names controller, but node {} is not in controller_voters; list it there \
+                 or drop controller",
+                self.node_id
+            )
+        })?;
+        check(roles.controller || !listed, "process_roles", roles, || {
+            format!(
+                "leaves out controller, but node {} is listed in controller_voters; add \
+                 controller or take the node off the list",
+                self.node_id
+            )
+        })
     }
 
     fn validate_voters(&self) -> Result<(), ConfigError> {
@@ -689,6 +717,25 @@ fn invalid(key: &'static str, value: impl fmt::Display, reason: impl Into<String
         key,
         value: value.to_string(),
         reason: reason.into(),
+    }
+}
+
+/// What a node does (Kafka's `process.roles`): at least one of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// The node holds partitions and serves clients.
+    pub broker: bool,
+    /// The node is a voter of the controller quorum.
+    pub controller: bool,
+}
+
+impl fmt::Display for ProcessRoles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [(self.broker, "broker"), (self.controller, "controller")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(&names.join(","))
     }
 }
 
@@ -920,143 +967,6 @@ impl Raw<'_> {
             Raw::Toml(value) => value.to_string(),
             Raw::Text(text) => format!("{text:?}"),
         }
-    }
-}
-
-/// A type a configuration key can have: how it is read from TOML and from text. Errors are
-/// the reason alone (`"must be a whole number"`); the caller adds the key and the value.
-trait ConfigValue: Sized {
-    fn from_toml(value: &toml::Value) -> Result<Self, String>;
-
-    fn from_text(text: &str) -> Result<Self, String>;
-
-    fn from_os_text(text: &OsStr) -> Result<Self, String> {
-        match text.to_str() {
-            Some(text) => Self::from_text(text),
-            None => Err("is not valid UTF-8".into()),
-        }
-    }
-}
-
-/// The text of a TOML string, or the reason it is not one; `example` shows the right form.
-fn toml_str<'a>(value: &'a toml::Value, example: &str) -> Result<&'a str, String> {
-    match value {
-        toml::Value::String(text) => Ok(text),
-        other => Err(format!(
-            "must be a string such as {example}, not a {}",
-            other.type_str()
-        )),
-    }
-}
-
-macro_rules! integer_value {
-    ($($t:ty),*) => {$(
-        impl ConfigValue for $t {
-            fn from_toml(value: &toml::Value) -> Result<Self, String> {
-                match value {
-                    toml::Value::Integer(n) => Self::in_range(i128::from(*n)),
-                    other => Err(format!("must be a whole number, not a {}", other.type_str())),
-                }
-            }
-
-            fn from_text(text: &str) -> Result<Self, String> {
-                match text.trim().parse::<i128>() {
-                    Ok(n) => Self::in_range(n),
-                    Err(e) => Err(format!("must be a whole number ({e})")),
-                }
-            }
-        }
-
-        impl InRange for $t {
-            fn in_range(n: i128) -> Result<Self, String> {
-                <$t>::try_from(n).ok().ok_or_else(|| {
-                    format!("must be a whole number from {} to {}", <$t>::MIN, <$t>::MAX)
-                })
-            }
-        }
-    )*};
-}
-
-/// Narrowing a parsed whole number to a key's type.
-trait InRange: Sized {
-    fn in_range(n: i128) -> Result<Self, String>;
-}
-
-integer_value!(i32, i64, u64);
-
-impl ConfigValue for bool {
-    fn from_toml(value: &toml::Value) -> Result<Self, String> {
-        match value {
-            toml::Value::Boolean(b) => Ok(*b),
-            other => Err(format!("must be true or false, not a {}", other.type_str())),
-        }
-    }
-
-    fn from_text(text: &str) -> Result<Self, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err("must be true or false".into()),
-        }
-    }
-}
-
-impl ConfigValue for PathBuf {
-    fn from_toml(value: &toml::Value) -> Result<Self, String> {
-        toml_str(value, "\"/var/lib/weir\"").map(PathBuf::from)
-    }
-
-    fn from_text(text: &str) -> Result<Self, String> {
-        Ok(PathBuf::from(text))
-    }
-
-    fn from_os_text(text: &OsStr) -> Result<Self, String> {
-        Ok(PathBuf::from(text))
-    }
-}
-
-impl ConfigValue for SocketAddr {
-    fn from_toml(value: &toml::Value) -> Result<Self, String> {
-        Self::from_text(toml_str(value, "\"0.0.0.0:9092\"")?)
-    }
-
-    fn from_text(text: &str) -> Result<Self, String> {
-        text.trim().parse().map_err(|e| {
-            format!(
-                "must be IP:PORT, such as 0.0.0.0:9092 or [::]:9092 ({e}); a listen address \
-                 takes an IP address, not a host name"
-            )
-        })
-    }
-}
-
-impl ConfigValue for String {
-    fn from_toml(value: &toml::Value) -> Result<Self, String> {
-        toml_str(value, "\"broker-1.example:9092\"").map(str::to_string)
-    }
-
-    fn from_text(text: &str) -> Result<Self, String> {
-        Ok(text.trim().to_string())
-    }
-}
-
-impl ConfigValue for Option<String> {
-    fn from_toml(value: &toml::Value) -> Result<Self, String> {
-        String::from_toml(value).map(Some)
-    }
-
-    fn from_text(text: &str) -> Result<Self, String> {
-        String::from_text(text).map(Some)
-    }
-}
-
-impl ConfigValue for Vec<Voter> {
-    fn from_toml(value: &toml::Value) -> Result<Self, String> {
-        Self::from_text(toml_str(value, "\"1@host-1:9094,2@host-2:9094\"")?)
-    }
-
-    fn from_text(text: &str) -> Result<Self, String> {
-        parse_controller_voters(text).map_err(|e| e.reason)
     }
 }
 
