@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 use weir_broker::clock::{Clock, ManualClock};
 use weir_broker::config::Voter;
+use weir_broker::controller::decisions::IsrProposal;
 use weir_broker::controller::{
     BrokerRecord, BrokerStatus, ClusterMetadata, Controller, ControllerConfig, Endpoints, ErrorKind,
 };
@@ -265,6 +266,36 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
         metadata.topic_by_name("topic-1").unwrap().partitions.len(),
         5
     );
+
+    // A partition leader shrinks its ISR through its own node; the same proposal again is
+    // stale (the partition epoch moved) and refused.
+    let (topic_id, index, partition) = metadata
+        .topics()
+        .flat_map(|t| {
+            let partitions = t.partitions.iter().enumerate();
+            partitions.map(move |(i, p)| (t.id, i as i32, p.clone()))
+        })
+        .find(|(_, _, p)| p.leader == Some(4) && p.isr.len() == 3)
+        .expect("broker 4 leads a partition with three in sync");
+    let proposal = IsrProposal {
+        topic_id,
+        partition: index,
+        proposer: 4,
+        leader_epoch: partition.leader_epoch,
+        partition_epoch: partition.partition_epoch,
+        isr: partition.isr[..2].to_vec(),
+    };
+    let altered = cluster
+        .node(4)
+        .alter_partition(proposal.clone())
+        .await
+        .unwrap();
+    assert_eq!(altered.isr, partition.isr[..2]);
+    assert_eq!(altered.partition_epoch, partition.partition_epoch + 1);
+    assert_eq!(altered.leader_epoch, partition.leader_epoch);
+    let error = cluster.node(4).alter_partition(proposal).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StaleIsrChange, "{error}");
+    let metadata = cluster.converged().await;
 
     // Broker 5's heartbeats stop. Time moves in two steps of 0.6 sessions, the others
     // heartbeating after each, so only broker 5's session expires.

@@ -52,7 +52,9 @@ impl MetadataSubscription {
         loop {
             self.receiver.changed().await.ok()?;
             let image = self.receiver.borrow_and_update().clone();
-            if *image.metadata == *self.seen.metadata {
+            let same = Arc::ptr_eq(&image.metadata, &self.seen.metadata)
+                || *image.metadata == *self.seen.metadata;
+            if same {
                 // Log entries that change no metadata (Raft's own) move only the index.
                 self.seen.applied_index = image.applied_index;
                 continue;

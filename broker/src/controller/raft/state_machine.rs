@@ -40,7 +40,7 @@ pub struct StateMachine {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
-    /// Shared with the published image; copied on the next change only if still shared.
+    /// Shared with the published image; a change makes a new one.
     metadata: Arc<ClusterMetadata>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
@@ -221,10 +221,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => MetadataResponse::default(),
                 EntryPayload::Normal(MetadataBatch(records)) => {
-                    let refused = Arc::make_mut(&mut inner.metadata)
-                        .apply_batch(&records)
-                        .err();
+                    // One copy per batch: subscribers keep the old metadata, and a refused
+                    // batch leaves it as it was.
+                    let mut next = ClusterMetadata::clone(&inner.metadata);
+                    let refused = records.iter().try_for_each(|r| next.apply(r)).err();
                     if refused.is_none() {
+                        inner.metadata = Arc::new(next);
                         metrics::records_applied(records.len());
                     }
                     MetadataResponse { refused }
