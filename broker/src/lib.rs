@@ -6,5 +6,6 @@
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod partition;
 pub mod storage;
 pub mod topic_config;

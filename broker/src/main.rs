@@ -16,8 +16,9 @@ use uuid::Uuid;
 use weir_broker::clock::{Clock, SystemClock};
 use weir_broker::config::{BoundAddresses, BrokerArgs, NodeConfig};
 use weir_broker::controller::{
-    BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints,
+    BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints, MetadataSubscription,
 };
+use weir_broker::partition::ReplicaManager;
 use weir_broker::storage::LogManager;
 
 /// The controller's directory inside the data directory.
@@ -126,10 +127,24 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         );
     }
     let status = tokio::spawn(report_broker_status(controller.broker_status(), node_id));
+    // The partitions this node holds follow the committed metadata.
+    let replicas = Arc::new(ReplicaManager::new(config.node_id, Arc::clone(&manager)));
+    let following = tokio::spawn(Arc::clone(&replicas).run(controller.subscribe()));
+    let cleanup = config.process_roles.broker.then(|| {
+        tokio::spawn(remove_orphans(
+            controller.broker_status(),
+            controller.subscribe(),
+            Arc::clone(&replicas),
+        ))
+    });
 
     Arc::clone(&manager).run(shutdown_signal()).await;
     tracing::info!("shutting down");
     status.abort();
+    following.abort();
+    if let Some(cleanup) = cleanup {
+        cleanup.abort();
+    }
     if let Err(e) = controller.shutdown().await {
         tracing::warn!(error = %e, "the controller did not stop cleanly");
     }
@@ -137,6 +152,35 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .context("shutting down panicked")?
         .context("clean shutdown failed; the next start will recover the logs")
+}
+
+/// Once this broker is live (caught up with the metadata log), removes the logs of topics
+/// deleted while it was down.
+async fn remove_orphans(
+    mut status: tokio::sync::watch::Receiver<BrokerStatus>,
+    metadata: MetadataSubscription,
+    replicas: Arc<ReplicaManager>,
+) {
+    if status.wait_for(|s| *s == BrokerStatus::Live).await.is_err() {
+        return;
+    }
+    let caught_up_to = metadata.latest().applied_index.unwrap_or(0);
+    loop {
+        let replicas = Arc::clone(&replicas);
+        match tokio::task::spawn_blocking(move || replicas.remove_orphans(caught_up_to)).await {
+            Ok(Some(0)) => return,
+            Ok(Some(removed)) => {
+                tracing::info!(removed, "removed the logs of partitions deleted while down");
+                return;
+            }
+            // The replica manager has not applied that far yet: it is moments behind.
+            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                tracing::error!(error = %e, "removing orphan logs panicked");
+                return;
+            }
+        }
+    }
 }
 
 /// Logs each change of this node's standing as a broker.

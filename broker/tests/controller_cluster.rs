@@ -275,22 +275,22 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
             let partitions = t.partitions.iter().enumerate();
             partitions.map(move |(i, p)| (t.id, i as i32, p.clone()))
         })
-        .find(|(_, _, p)| p.leader == Some(4) && p.isr.len() == 3)
-        .expect("broker 4 leads a partition with three in sync");
+        .find(|(_, _, p)| p.leader == Some(4) && p.isr.len() >= 2)
+        .expect("broker 4 leads a partition with others in sync");
     let proposal = IsrProposal {
         topic_id,
         partition: index,
         proposer: 4,
         leader_epoch: partition.leader_epoch,
         partition_epoch: partition.partition_epoch,
-        isr: partition.isr[..2].to_vec(),
+        isr: vec![4],
     };
     let altered = cluster
         .node(4)
         .alter_partition(proposal.clone())
         .await
         .unwrap();
-    assert_eq!(altered.isr, partition.isr[..2]);
+    assert_eq!(altered.isr, [4]);
     assert_eq!(altered.partition_epoch, partition.partition_epoch + 1);
     assert_eq!(altered.leader_epoch, partition.leader_epoch);
     let error = cluster.node(4).alter_partition(proposal).await.unwrap_err();

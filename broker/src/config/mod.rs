@@ -4,6 +4,7 @@
 //! (`segment_bytes` is Kafka's `log.segment.bytes` / `segment.bytes`), so a Kafka operator finds
 //! them where they expect.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub mod node;
@@ -131,6 +132,56 @@ impl LogConfig {
             return err("flush_ms", ms.to_string(), "must be at least 0 (or unset)");
         }
         Ok(())
+    }
+}
+
+impl LogConfig {
+    /// This configuration with a topic's own configs (Kafka's names, as stored in the
+    /// metadata) laid over it. The values were checked by `topic_config::validate` when the
+    /// topic was created; one that still does not parse keeps the default, with a warning.
+    pub fn with_topic_configs(&self, configs: &BTreeMap<String, String>) -> LogConfig {
+        let mut config = self.clone();
+        for (name, value) in configs {
+            let parsed = value.trim().parse::<i64>();
+            let applied = match (name.as_str(), parsed) {
+                ("segment.bytes", Ok(n)) => u64::try_from(n).map(|n| config.segment_bytes = n),
+                ("segment.ms", Ok(n)) => {
+                    config.segment_ms = n;
+                    Ok(())
+                }
+                ("segment.index.bytes", Ok(n)) => {
+                    u64::try_from(n).map(|n| config.segment_index_bytes = n)
+                }
+                ("index.interval.bytes", Ok(n)) => {
+                    u64::try_from(n).map(|n| config.index_interval_bytes = n)
+                }
+                ("retention.ms", Ok(n)) => {
+                    config.retention_ms = (n >= 0).then_some(n);
+                    Ok(())
+                }
+                ("retention.bytes", Ok(n)) => {
+                    config.retention_bytes = u64::try_from(n).ok();
+                    Ok(())
+                }
+                ("flush.messages", Ok(n)) => {
+                    u64::try_from(n).map(|n| config.flush_messages = Some(n))
+                }
+                ("flush.ms", Ok(n)) => {
+                    config.flush_ms = Some(n);
+                    Ok(())
+                }
+                // Configs that are not about the log's files, or not numbers.
+                _ => Ok(()),
+            };
+            if applied.is_err() {
+                tracing::warn!(config = %name, %value, "a topic config out of range is ignored");
+            }
+        }
+        if let Err(e) = config.validate() {
+            tracing::warn!(error = %e, "a topic's log configs are not usable; using the defaults");
+            return self.clone();
+        }
+        config
     }
 }
 

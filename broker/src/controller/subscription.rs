@@ -47,6 +47,11 @@ impl MetadataSubscription {
         &self.seen
     }
 
+    /// The newest image applied, whether or not a delta has reached it yet.
+    pub fn latest(&self) -> MetadataImage {
+        self.receiver.borrow().clone()
+    }
+
     /// Waits for the next change of the metadata. `None` once the node's controller stopped.
     pub async fn next(&mut self) -> Option<MetadataDelta> {
         loop {

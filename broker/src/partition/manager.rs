@@ -1,0 +1,209 @@
+//! [`ReplicaManager`]: the partitions this broker holds, kept as the committed metadata says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use uuid::Uuid;
+
+use super::Partition;
+use crate::controller::{
+    BrokerId, ClusterMetadata, MetadataDelta, MetadataImage, MetadataSubscription,
+    Partition as PartitionState, ReplicaRole,
+};
+use crate::storage::{self, LogManager, TopicPartition, sync_directory};
+
+/// The file in a log directory that names the topic id the log belongs to.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// Every partition replica this broker holds.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    broker: BrokerId,
+    logs: Arc<LogManager>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// The last metadata applied; held while applying, so orphan removal never races a
+    /// partition being created.
+    applied: Mutex<MetadataImage>,
+}
+
+impl ReplicaManager {
+    /// A manager for broker `broker`'s partitions, kept in `logs`.
+    pub fn new(broker: BrokerId, logs: Arc<LogManager>) -> ReplicaManager {
+        ReplicaManager {
+            broker,
+            logs,
+            partitions: RwLock::new(HashMap::new()),
+            applied: Mutex::new(MetadataImage::default()),
+        }
+    }
+
+    /// The partition, if this broker holds a replica of it.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tp)
+            .cloned()
+    }
+
+    /// Every partition this broker holds, in topic-partition order.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = partitions.values().cloned().collect();
+        all.sort_by(|a, b| a.topic_partition().cmp(b.topic_partition()));
+        all
+    }
+
+    /// Follows committed metadata until the subscription ends: each change creates, updates
+    /// or removes partitions. A change that fails for one partition (a full disk, say) is
+    /// logged and the others go on; the next change of that partition tries again.
+    pub async fn run(self: Arc<Self>, mut subscription: MetadataSubscription) {
+        while let Some(delta) = subscription.next().await {
+            let manager = Arc::clone(&self);
+            // Opening and deleting logs touches the disk.
+            let applied = tokio::task::spawn_blocking(move || manager.apply(&delta)).await;
+            if let Err(e) = applied {
+                tracing::error!(error = %e, "applying a metadata change panicked");
+            }
+        }
+    }
+
+    /// Applies one change of the committed metadata to this broker's partitions.
+    pub fn apply(&self, delta: &MetadataDelta) {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        for change in delta.replica_changes(self.broker) {
+            let tp = TopicPartition::new(change.topic.clone(), change.partition);
+            let result = match &change.role {
+                ReplicaRole::Leader(state) | ReplicaRole::Follower(state) => {
+                    let configs = delta
+                        .after
+                        .topic(change.topic_id)
+                        .map(|t| t.configs.clone())
+                        .unwrap_or_default();
+                    self.ensure(&tp, change.topic_id, &configs, state)
+                        .map(|partition| partition.update(state))
+                }
+                ReplicaRole::Removed { topic_deleted } => {
+                    tracing::info!(%tp, topic_deleted, "removing a replica");
+                    self.remove(&tp)
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(%tp, error = %e, "could not apply a metadata change to a partition");
+            }
+        }
+        *applied = MetadataImage {
+            applied_index: delta.applied_index,
+            metadata: Arc::clone(&delta.after),
+        };
+    }
+
+    /// The partition `tp` of topic `topic_id`, created (or opened) in `state` if this broker
+    /// does not hold it yet.
+    fn ensure(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        configs: &BTreeMap<String, String>,
+        state: &PartitionState,
+    ) -> Result<Arc<Partition>, storage::Error> {
+        if let Some(partition) = self.partition(tp) {
+            if partition.topic_id() == topic_id {
+                return Ok(partition);
+            }
+            // The topic was deleted and created again while this broker was not looking.
+            self.remove(tp)?;
+        }
+        let config = self.logs.config().log.with_topic_configs(configs);
+        let mut log = self.logs.get_or_create(tp, config.clone())?;
+        match read_topic_id(log.dir()) {
+            Some(id) if id == topic_id => {}
+            Some(stale) => {
+                tracing::warn!(%tp, %stale, "removing the log of an earlier topic of this name");
+                self.logs.delete(tp)?;
+                log = self.logs.get_or_create(tp, config)?;
+                write_topic_id(log.dir(), topic_id)?;
+            }
+            None => write_topic_id(log.dir(), topic_id)?,
+        }
+        let partition = Arc::new(Partition::new(
+            tp.clone(),
+            topic_id,
+            self.broker,
+            log,
+            state,
+        ));
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone(), Arc::clone(&partition));
+        Ok(partition)
+    }
+
+    /// Stops serving `tp` and deletes its log.
+    fn remove(&self, tp: &TopicPartition) -> Result<(), storage::Error> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tp);
+        self.logs.delete(tp)?;
+        Ok(())
+    }
+
+    /// Deletes the logs on disk that the applied metadata gives this broker no replica of
+    /// (topics deleted while it was down), once this manager has applied the metadata log up
+    /// to `caught_up_to`: on older metadata a live topic could look deleted. Returns how many
+    /// it removed, or `None` if it has not applied that far yet.
+    pub fn remove_orphans(&self, caught_up_to: u64) -> Option<usize> {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        if applied
+            .applied_index
+            .is_none_or(|index| index < caught_up_to)
+        {
+            return None;
+        }
+        let metadata: &ClusterMetadata = &applied.metadata;
+        let mut removed = 0;
+        for (tp, log) in self.logs.logs() {
+            let held = metadata.topic_by_name(&tp.topic).is_some_and(|topic| {
+                let belongs = read_topic_id(log.dir()).is_none_or(|id| id == topic.id);
+                let replica = usize::try_from(tp.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+                    .is_some_and(|p| p.replicas.contains(&self.broker));
+                belongs && replica
+            });
+            if held {
+                continue;
+            }
+            tracing::info!(%tp, "removing the log of a partition this broker no longer holds");
+            match self.remove(&tp) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::error!(%tp, error = %e, "could not remove an orphan log"),
+            }
+        }
+        Some(removed)
+    }
+}
+
+fn read_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("topic_id: "))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+/// Writes the topic id file (Kafka's `partition.metadata` format), atomically.
+fn write_topic_id(dir: &Path, topic_id: Uuid) -> Result<(), storage::Error> {
+    let path = dir.join(PARTITION_METADATA_FILE);
+    let temporary = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
+    let text = format!("version: 0\ntopic_id: {topic_id}\n");
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&temporary, text)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    };
+    write().map_err(|e| storage::Error::io("write", &path, e))?;
+    sync_directory(dir)
+}

@@ -1,0 +1,323 @@
+//! Partitions as a broker holds them: each [`Partition`] is a log plus the replica state the
+//! committed metadata gives it (leader or follower, epochs, ISR) and its high watermark; the
+//! [`ReplicaManager`] creates, updates and removes them as the metadata changes.
+//!
+//! Invariants:
+//! - A partition takes writes only while it is the leader, and stamps them with its leader
+//!   epoch.
+//! - Consumers read only below the high watermark. While the leader is the only member of its
+//!   ISR, the high watermark is its log end offset; with followers, replication moves it.
+//! - The high watermark never moves back on a leader.
+//! - A log directory belongs to one topic id (`partition.metadata`): a log left by an earlier
+//!   topic of the same name is removed, never served as the new topic's.
+
+mod manager;
+
+pub use manager::ReplicaManager;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::controller::{BrokerId, Partition as PartitionState};
+use crate::storage::{self, AppendInfo, Log, TopicPartition};
+
+/// What this broker is for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It takes writes and serves reads.
+    Leader,
+    /// It copies the leader (`None` while the partition is offline).
+    Follower {
+        /// The leader, if the partition has one.
+        leader: Option<BrokerId>,
+    },
+}
+
+/// Why a partition refused a request; each maps to one Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// This broker does not lead the partition (NOT_LEADER_OR_FOLLOWER).
+    #[error(
+        "broker {broker} is not the leader of {tp} (the leader is {leader:?}); refresh metadata"
+    )]
+    NotLeader {
+        /// The partition.
+        tp: TopicPartition,
+        /// This broker.
+        broker: BrokerId,
+        /// The leader, if known.
+        leader: Option<BrokerId>,
+    },
+    /// The client's leader epoch is older than the partition's (FENCED_LEADER_EPOCH).
+    #[error(
+        "leader epoch {given} of {tp} is stale (the current one is {current}); refresh metadata"
+    )]
+    FencedLeaderEpoch {
+        /// The partition.
+        tp: TopicPartition,
+        /// The epoch the client gave.
+        given: i32,
+        /// The partition's epoch.
+        current: i32,
+    },
+    /// The client's leader epoch is newer than this broker knows (UNKNOWN_LEADER_EPOCH).
+    #[error("leader epoch {given} of {tp} is not known here yet (it is at {current}); retry")]
+    UnknownLeaderEpoch {
+        /// The partition.
+        tp: TopicPartition,
+        /// The epoch the client gave.
+        given: i32,
+        /// The partition's epoch.
+        current: i32,
+    },
+    /// A fetch offset outside the log (OFFSET_OUT_OF_RANGE).
+    #[error("offset {offset} of {tp} is out of range: the log holds {start} to {end}")]
+    OffsetOutOfRange {
+        /// The partition.
+        tp: TopicPartition,
+        /// The offset asked for.
+        offset: i64,
+        /// The log start offset.
+        start: i64,
+        /// The log end offset.
+        end: i64,
+    },
+    /// The log refused (a bad batch, a full disk, an offline log).
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+/// The replica state of a partition on this broker, from the committed metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReplicaState {
+    role: Role,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+}
+
+/// One partition replica on this broker.
+#[derive(Debug)]
+pub struct Partition {
+    tp: TopicPartition,
+    topic_id: Uuid,
+    broker: BrokerId,
+    log: Arc<Log>,
+    state: Mutex<ReplicaState>,
+    /// The high watermark; waiting fetches watch it.
+    high_watermark: watch::Sender<i64>,
+}
+
+/// Records read from a partition.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, starting with the one that holds the offset asked for.
+    pub records: Bytes,
+    /// The high watermark when read.
+    pub high_watermark: i64,
+    /// The log start offset when read.
+    pub log_start_offset: i64,
+}
+
+impl Partition {
+    fn new(
+        tp: TopicPartition,
+        topic_id: Uuid,
+        broker: BrokerId,
+        log: Arc<Log>,
+        state: &PartitionState,
+    ) -> Partition {
+        let replica = replica_state(broker, state);
+        // Until replication restores it, a replica starts from what it holds itself: a sole
+        // leader's is its log end; otherwise the log start, so nothing unreplicated shows.
+        let high_watermark = if is_sole_leader(broker, &replica) {
+            log.log_end_offset()
+        } else {
+            log.log_start_offset()
+        };
+        let (high_watermark, _) = watch::channel(high_watermark);
+        Partition {
+            tp,
+            topic_id,
+            broker,
+            log,
+            state: Mutex::new(replica),
+            high_watermark,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The topic and partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The topic's id.
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+
+    /// The partition's log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// This broker's role.
+    pub fn role(&self) -> Role {
+        self.lock().role
+    }
+
+    /// The current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.lock().leader_epoch
+    }
+
+    /// The high watermark: consumers read below it.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// Takes the state committed metadata gives the partition.
+    pub(crate) fn update(&self, state: &PartitionState) {
+        let replica = replica_state(self.broker, state);
+        let sole_leader = is_sole_leader(self.broker, &replica);
+        *self.lock() = replica;
+        if sole_leader {
+            self.advance_high_watermark(self.log.log_end_offset());
+        }
+    }
+
+    /// Checks that this broker leads at `leader_epoch` (if the client gave one: -1 means
+    /// none), and returns the current epoch.
+    fn check_leader(&self, leader_epoch: Option<i32>) -> Result<i32, PartitionError> {
+        let state = self.lock();
+        if let Role::Follower { leader } = state.role {
+            return Err(PartitionError::NotLeader {
+                tp: self.tp.clone(),
+                broker: self.broker,
+                leader,
+            });
+        }
+        check_epoch(&self.tp, leader_epoch, state.leader_epoch)?;
+        Ok(state.leader_epoch)
+    }
+
+    /// Appends `batches` as the leader, stamped with the leader epoch. The batches were
+    /// validated by the caller against the topic's limits; the log checks their framing and
+    /// CRCs again before it writes. A sole leader's high watermark moves at once.
+    pub fn append_as_leader(&self, batches: &[u8]) -> Result<AppendInfo, PartitionError> {
+        let epoch = self.check_leader(None)?;
+        let info = self.log.append(batches, epoch)?;
+        if is_sole_leader(self.broker, &self.lock()) {
+            self.advance_high_watermark(info.last_offset + 1);
+        }
+        Ok(info)
+    }
+
+    /// Moves the high watermark up to `offset` (never back), waking waiting fetches.
+    pub(crate) fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = offset > *hw;
+            if moved {
+                *hw = offset;
+            }
+            moved
+        });
+    }
+
+    /// Reads from `offset` up to `max_bytes` (at least one whole batch) below the high
+    /// watermark, as the leader at `leader_epoch` if the client gave one.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        leader_epoch: Option<i32>,
+    ) -> Result<ReadResult, PartitionError> {
+        self.check_leader(leader_epoch)?;
+        let high_watermark = self.high_watermark();
+        let start = self.log.log_start_offset();
+        let end = self.log.log_end_offset();
+        if offset < start || offset > end {
+            return Err(PartitionError::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                offset,
+                start,
+                end,
+            });
+        }
+        let records = if offset >= high_watermark {
+            Bytes::new()
+        } else {
+            self.log.read_below(offset, max_bytes, high_watermark)?
+        };
+        Ok(ReadResult {
+            records,
+            high_watermark,
+            log_start_offset: start,
+        })
+    }
+
+    /// Waits until the high watermark passes `offset`, for at most `timeout`; returns
+    /// whether it did. Woken by the append that moves it, not by polling.
+    pub async fn wait_for_data(&self, offset: i64, timeout: Duration) -> bool {
+        let mut high_watermark = self.high_watermark.subscribe();
+        tokio::time::timeout(timeout, high_watermark.wait_for(|&hw| hw > offset))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+}
+
+fn replica_state(broker: BrokerId, state: &PartitionState) -> ReplicaState {
+    let role = if state.leader == Some(broker) {
+        Role::Leader
+    } else {
+        Role::Follower {
+            leader: state.leader,
+        }
+    };
+    ReplicaState {
+        role,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        replicas: state.replicas.clone(),
+        isr: state.isr.clone(),
+    }
+}
+
+/// Whether `broker` leads with no other ISR member, so its log end is the high watermark.
+fn is_sole_leader(broker: BrokerId, state: &ReplicaState) -> bool {
+    state.role == Role::Leader && state.isr == [broker]
+}
+
+/// Kafka's leader epoch check: `None` (or -1) skips it; an older epoch is fenced, a newer
+/// one is not known here yet.
+fn check_epoch(
+    tp: &TopicPartition,
+    given: Option<i32>,
+    current: i32,
+) -> Result<(), PartitionError> {
+    match given {
+        Some(given) if given >= 0 && given < current => Err(PartitionError::FencedLeaderEpoch {
+            tp: tp.clone(),
+            given,
+            current,
+        }),
+        Some(given) if given > current => Err(PartitionError::UnknownLeaderEpoch {
+            tp: tp.clone(),
+            given,
+            current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
