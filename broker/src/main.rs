@@ -18,7 +18,7 @@ use weir_broker::config::{BoundAddresses, BrokerArgs, NodeConfig};
 use weir_broker::controller::{
     BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints, MetadataSubscription,
 };
-use weir_broker::partition::ReplicaManager;
+use weir_broker::partition::{ProducePolicy, ReplicaManager};
 use weir_broker::storage::LogManager;
 
 /// The controller's directory inside the data directory.
@@ -128,7 +128,16 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
     let status = tokio::spawn(report_broker_status(controller.broker_status(), node_id));
     // The partitions this node holds follow the committed metadata.
-    let replicas = Arc::new(ReplicaManager::new(config.node_id, Arc::clone(&manager)));
+    let produce_defaults = ProducePolicy {
+        max_message_bytes: usize::try_from(config.message_max_bytes)
+            .context("message_max_bytes is checked to be positive")?,
+        ..ProducePolicy::default()
+    };
+    let replicas = Arc::new(ReplicaManager::new(
+        config.node_id,
+        Arc::clone(&manager),
+        produce_defaults,
+    ));
     let following = tokio::spawn(Arc::clone(&replicas).run(controller.subscribe()));
     let cleanup = config.process_roles.broker.then(|| {
         tokio::spawn(remove_orphans(

@@ -50,7 +50,7 @@ mod tests;
 pub use codec::{EncodeOptions, Record, decode, encode};
 pub use error::{BatchError, CodecError, InvalidBatch};
 pub use header::{
-    BatchHeader, Compression, TimestampType, compute_crc, set_base_offset,
+    BatchHeader, Compression, TimestampType, compute_crc, set_base_offset, set_log_append_time,
     set_partition_leader_epoch, stamped_prefix, validate,
 };
 pub use iter::{Batches, batches};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
-use super::Partition;
+use super::{Partition, ProducePolicy};
 use crate::controller::{
     BrokerId, ClusterMetadata, MetadataDelta, MetadataImage, MetadataSubscription,
     Partition as PartitionState, ReplicaRole,
@@ -21,6 +21,8 @@ const PARTITION_METADATA_FILE: &str = "partition.metadata";
 pub struct ReplicaManager {
     broker: BrokerId,
     logs: Arc<LogManager>,
+    /// The broker's produce limits, which topic configs override.
+    produce_defaults: ProducePolicy,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The last metadata applied; held while applying, so orphan removal never races a
     /// partition being created.
@@ -28,11 +30,17 @@ pub struct ReplicaManager {
 }
 
 impl ReplicaManager {
-    /// A manager for broker `broker`'s partitions, kept in `logs`.
-    pub fn new(broker: BrokerId, logs: Arc<LogManager>) -> ReplicaManager {
+    /// A manager for broker `broker`'s partitions, kept in `logs`, with the broker's produce
+    /// limits.
+    pub fn new(
+        broker: BrokerId,
+        logs: Arc<LogManager>,
+        produce_defaults: ProducePolicy,
+    ) -> ReplicaManager {
         ReplicaManager {
             broker,
             logs,
+            produce_defaults,
             partitions: RwLock::new(HashMap::new()),
             applied: Mutex::new(MetadataImage::default()),
         }
@@ -108,8 +116,10 @@ impl ReplicaManager {
         configs: &BTreeMap<String, String>,
         state: &PartitionState,
     ) -> Result<Arc<Partition>, storage::Error> {
+        let policy = self.produce_defaults.with_topic_configs(configs);
         if let Some(partition) = self.partition(tp) {
             if partition.topic_id() == topic_id {
+                partition.set_policy(policy);
                 return Ok(partition);
             }
             // The topic was deleted and created again while this broker was not looking.
@@ -133,6 +143,7 @@ impl ReplicaManager {
             self.broker,
             log,
             state,
+            policy,
         ));
         self.partitions
             .write()

@@ -12,8 +12,10 @@
 //!   topic of the same name is removed, never served as the new topic's.
 
 mod manager;
+mod produce;
 
 pub use manager::ReplicaManager;
+pub use produce::{Prepared, ProduceError, ProducePolicy};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -86,6 +88,9 @@ pub enum PartitionError {
         /// The log end offset.
         end: i64,
     },
+    /// The producer's records were refused before the log saw them.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
     /// The log refused (a bad batch, a full disk, an offline log).
     #[error(transparent)]
     Storage(#[from] storage::Error),
@@ -109,6 +114,8 @@ pub struct Partition {
     broker: BrokerId,
     log: Arc<Log>,
     state: Mutex<ReplicaState>,
+    /// How producers' batches are checked and stamped (the topic's configs).
+    policy: Mutex<ProducePolicy>,
     /// The high watermark; waiting fetches watch it.
     high_watermark: watch::Sender<i64>,
 }
@@ -131,6 +138,7 @@ impl Partition {
         broker: BrokerId,
         log: Arc<Log>,
         state: &PartitionState,
+        policy: ProducePolicy,
     ) -> Partition {
         let replica = replica_state(broker, state);
         // Until replication restores it, a replica starts from what it holds itself: a sole
@@ -147,6 +155,7 @@ impl Partition {
             broker,
             log,
             state: Mutex::new(replica),
+            policy: Mutex::new(policy),
             high_watermark,
         }
     }
@@ -210,9 +219,27 @@ impl Partition {
         Ok(state.leader_epoch)
     }
 
-    /// Appends `batches` as the leader, stamped with the leader epoch. The batches were
-    /// validated by the caller against the topic's limits; the log checks their framing and
-    /// CRCs again before it writes. A sole leader's high watermark moves at once.
+    /// Takes a producer's records as the leader: checks them against the topic's policy
+    /// (sizes, CRCs, timestamps; LogAppendTime stamps them with `now_ms`) and appends them.
+    pub fn produce(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        self.check_leader(None)?;
+        let policy = self
+            .policy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let prepared = policy.prepare(records, now_ms)?;
+        self.append_as_leader(&prepared.records)
+    }
+
+    /// Sets how producers' batches are checked (after a change of the topic's configs).
+    pub(crate) fn set_policy(&self, policy: ProducePolicy) {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Appends checked `batches` as the leader, stamped with the leader epoch; the log checks
+    /// their framing and CRCs again before it writes. A sole leader's high watermark moves at
+    /// once.
     pub fn append_as_leader(&self, batches: &[u8]) -> Result<AppendInfo, PartitionError> {
         let epoch = self.check_leader(None)?;
         let info = self.log.append(batches, epoch)?;

@@ -42,7 +42,10 @@ fn manager(dir: &std::path::Path) -> (Arc<LogManager>, ReplicaManager) {
     };
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_000_000));
     let logs = Arc::new(LogManager::open(config, clock).unwrap());
-    (Arc::clone(&logs), ReplicaManager::new(ME, logs))
+    (
+        Arc::clone(&logs),
+        ReplicaManager::new(ME, logs, ProducePolicy::default()),
+    )
 }
 
 fn brokers(ids: &[BrokerId]) -> Vec<MetadataRecord> {
@@ -127,10 +130,24 @@ async fn a_sole_leader_takes_writes_serves_them_below_its_high_watermark_and_wak
         tokio::spawn(async move { partition.wait_for_data(0, Duration::from_secs(30)).await })
     };
     tokio::task::yield_now().await;
-    let info = partition.append_as_leader(&records(3)).unwrap();
+    let info = partition.produce(records(3), 2_000).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 2));
     assert!(waiting.await.unwrap(), "woken, not timed out");
     assert_eq!(partition.high_watermark(), 3);
+
+    // A corrupt batch is refused before the log sees it.
+    let mut corrupt = records(2).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let error = partition.produce(Bytes::from(corrupt), 2_000).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PartitionError::Produce(ProduceError::CorruptMessage { .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(partition.log().log_end_offset(), 3);
     assert!(!partition.wait_for_data(3, Duration::from_millis(10)).await);
 
     let read = partition.read(1, 1 << 20, Some(0)).unwrap();
@@ -193,7 +210,7 @@ async fn a_sole_leader_takes_writes_serves_them_below_its_high_watermark_and_wak
     );
     assert_eq!(partition.role(), Role::Follower { leader: Some(2) });
     assert_eq!(partition.leader_epoch(), 1);
-    let error = partition.append_as_leader(&records(1)).unwrap_err();
+    let error = partition.produce(records(1), 2_000).unwrap_err();
     assert!(
         matches!(
             error,

@@ -310,6 +310,17 @@ pub fn stamped_prefix(
     prefix
 }
 
+/// Marks a validated batch as stamped by the broker at `append_time_ms` (Kafka's
+/// `LogAppendTime`): sets the timestamp type bit and the max timestamp, which consumers then
+/// read as every record's timestamp, and rewrites the CRC they are under.
+pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) -> Result<(), BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let attributes = header.attributes | TIMESTAMP_TYPE_BIT;
+    put(batch, ATTRIBUTES, attributes.to_be_bytes());
+    put(batch, MAX_TIMESTAMP, append_time_ms.to_be_bytes());
+    rewrite_crc(batch)
+}
+
 /// Overwrites the batch's first timestamp. It is inside the CRC: call [`rewrite_crc`] after.
 pub(super) fn set_first_timestamp(batch: &mut [u8], timestamp: i64) {
     put(batch, FIRST_TIMESTAMP, timestamp.to_be_bytes());

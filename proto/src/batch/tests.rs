@@ -187,6 +187,22 @@ fn log_append_time_gives_every_record_the_max_timestamp() {
 }
 
 #[test]
+fn a_broker_stamps_log_append_time_on_a_producers_batch() {
+    let mut batch = encode_sample(Compression::Lz4);
+    set_log_append_time(&mut batch, 99_000).unwrap();
+    let header = validate(&batch).unwrap();
+    assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(header.max_timestamp, 99_000);
+    assert_eq!(header.compression().unwrap(), Compression::Lz4);
+    let timestamps: Vec<i64> = decode(&batch)
+        .unwrap()
+        .iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(timestamps, [99_000, 99_000, 99_000]);
+}
+
+#[test]
 fn setters_keep_the_crc_valid() {
     let original = encode_sample(Compression::Gzip);
     let mut batch = original.clone();
