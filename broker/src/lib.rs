@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod kafka;
 pub mod partition;
 pub mod storage;
 pub mod topic_config;

@@ -18,6 +18,7 @@ use weir_broker::config::{BoundAddresses, BrokerArgs, NodeConfig};
 use weir_broker::controller::{
     BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints, MetadataSubscription,
 };
+use weir_broker::kafka::{self, KafkaContext};
 use weir_broker::partition::{ProducePolicy, ReplicaManager};
 use weir_broker::storage::LogManager;
 
@@ -77,11 +78,25 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 config.internal_addr
             )
         })?;
+    let kafka = TcpListener::bind(config.kafka_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on the Kafka address {} (--kafka-addr); is another broker \
+             using it? choose a free port",
+                config.kafka_addr
+            )
+        })?;
     let bound = BoundAddresses {
         internal: Some(
             internal
                 .local_addr()
                 .context("the internal listener has no address")?,
+        ),
+        kafka: Some(
+            kafka
+                .local_addr()
+                .context("the Kafka listener has no address")?,
         ),
         ..BoundAddresses::default()
     };
@@ -147,8 +162,26 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         ))
     });
 
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let kafka_server = tokio::spawn(kafka::serve(
+        kafka,
+        KafkaContext {
+            controller: controller.view(),
+        },
+        async move {
+            let mut stopping = stopping;
+            // A dropped sender stops the listener too.
+            let _stopped = stopping.wait_for(|stop| *stop).await;
+        },
+    ));
+    tracing::info!(address = %config.advertised_kafka_addr, "serving the Kafka protocol");
+
     Arc::clone(&manager).run(shutdown_signal()).await;
     tracing::info!("shutting down");
+    stop.send_replace(true);
+    if let Err(e) = kafka_server.await {
+        tracing::warn!(error = %e, "the Kafka listener panicked");
+    }
     status.abort();
     following.abort();
     if let Some(cleanup) = cleanup {

@@ -25,7 +25,12 @@ impl Broker {
     fn start(dir: &Path) -> Broker {
         let mut child = Command::new(BINARY)
             .current_dir(dir)
-            .args(["--internal-addr", "127.0.0.1:0"])
+            .args([
+                "--internal-addr",
+                "127.0.0.1:0",
+                "--kafka-addr",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

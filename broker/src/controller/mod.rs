@@ -32,7 +32,7 @@ mod subscription;
 
 pub use error::{ControllerError, ErrorKind};
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};
-pub use node::{BrokerStatus, Controller, ControllerConfig, QuorumStatus};
+pub use node::{BrokerStatus, Controller, ControllerConfig, ControllerView, QuorumStatus};
 pub use records::{
     BrokerId, BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
     TopicRecord,

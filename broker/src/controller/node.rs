@@ -97,6 +97,33 @@ pub struct Controller {
     broker_status: watch::Sender<BrokerStatus>,
 }
 
+/// A cheap, cloneable view of this node's controller for the front ends: the committed
+/// metadata and the active controller, valid while the node runs.
+#[derive(Clone)]
+pub struct ControllerView {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControllerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerView")
+            .field("node_id", &self.inner.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerView {
+    /// The metadata this node has applied.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.inner.state_machine.metadata()
+    }
+
+    /// The active controller, as this node knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.inner.leader()
+    }
+}
+
 /// What the node's API, its RPC service and its background tasks share.
 pub(crate) struct Inner {
     node_id: u64,
@@ -225,6 +252,13 @@ impl Controller {
     /// The metadata this node has applied.
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.inner.state_machine.metadata()
+    }
+
+    /// A view of the metadata and the active controller, for the front ends.
+    pub fn view(&self) -> ControllerView {
+        ControllerView {
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Follows the committed metadata as a stream of changes.

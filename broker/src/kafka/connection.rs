@@ -1,0 +1,129 @@
+//! One client connection: read a frame, decode it, answer it, in order.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::{KafkaContext, MAX_REQUEST_BYTES, api_versions, metadata, versions};
+
+/// Why a connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnectionError {
+    /// The socket failed or the client went away.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client sent something Kafka answers by closing the connection.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Serves one connection until the client closes it or breaks the protocol.
+pub(super) async fn run(stream: TcpStream, context: &KafkaContext) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut response = BytesMut::new();
+    loop {
+        let length = match reader.read_i32().await {
+            Ok(length) => length,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&l| l <= MAX_REQUEST_BYTES)
+            .ok_or_else(|| {
+                ConnectionError::Protocol(format!(
+                    "a request of {length} bytes; the limit is {MAX_REQUEST_BYTES}"
+                ))
+            })?;
+        let mut frame = BytesMut::zeroed(length);
+        reader.read_exact(&mut frame).await?;
+        response.clear();
+        if answer(frame.freeze(), context, &mut response)? {
+            writer.write_all(&response).await?;
+        }
+    }
+}
+
+/// Decodes one request and writes its framed response to `out`; returns whether there is
+/// one to send.
+fn answer(
+    mut frame: Bytes,
+    context: &KafkaContext,
+    out: &mut BytesMut,
+) -> Result<bool, ConnectionError> {
+    let protocol = |reason: String| ConnectionError::Protocol(reason);
+    if frame.len() < 8 {
+        return Err(protocol(format!(
+            "a request of {} bytes has no header",
+            frame.len()
+        )));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let key =
+        ApiKey::try_from(raw_key).map_err(|()| protocol(format!("unknown API key {raw_key}")))?;
+    let (min, max) = versions::supported(key)
+        .ok_or_else(|| protocol(format!("{key:?} is not served by this broker")))?;
+    if !(min..=max).contains(&version) {
+        if key == ApiKey::ApiVersions {
+            // KIP-511: answer at v0 with our ranges, so the client can pick one.
+            let body = api_versions::handle(ResponseError::UnsupportedVersion.code());
+            encode(
+                out,
+                key,
+                0,
+                correlation_id,
+                &ResponseKind::ApiVersions(body),
+            )?;
+            return Ok(true);
+        }
+        return Err(protocol(format!(
+            "{key:?} version {version}; this broker serves {min} to {max}"
+        )));
+    }
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
+        .map_err(|e| protocol(format!("undecodable {key:?} header: {e}")))?;
+    let request = RequestKind::decode(key, &mut frame, version)
+        .map_err(|e| protocol(format!("undecodable {key:?} v{version} request: {e}")))?;
+    let response = match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(0)),
+        RequestKind::Metadata(request) => {
+            ResponseKind::Metadata(metadata::handle(&request, version, context))
+        }
+        _ => return Err(protocol(format!("{key:?} has no handler"))),
+    };
+    encode(out, key, version, header.correlation_id, &response)?;
+    Ok(true)
+}
+
+/// Appends `length | header | body` for `response` to `out`.
+fn encode(
+    out: &mut BytesMut,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<(), ConnectionError> {
+    let start = out.len();
+    out.put_i32(0);
+    let failed = |e: anyhow::Error| {
+        ConnectionError::Protocol(format!(
+            "cannot encode the {key:?} v{version} response: {e}"
+        ))
+    };
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(out, key.response_header_version(version))
+        .map_err(failed)?;
+    response.encode(out, version).map_err(failed)?;
+    let length = i32::try_from(out.len() - start - 4)
+        .map_err(|_| ConnectionError::Protocol("a response over 2 GiB".into()))?;
+    out[start..start + 4].copy_from_slice(&length.to_be_bytes());
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! The APIs and versions this broker serves: exactly what is advertised in ApiVersions.
+
+use kafka_protocol::messages::ApiKey;
+
+/// Each served API with the versions implemented, lowest first.
+pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] =
+    &[(ApiKey::ApiVersions, 0, 4), (ApiKey::Metadata, 0, 12)];
+
+/// The versions of `key` this broker serves, if it serves it.
+pub(super) fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
