@@ -82,8 +82,8 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| {
             format!(
-                "could not listen on the Kafka address {} (--kafka-addr); is another broker \
-             using it? choose a free port",
+                "could not listen on the Kafka address {} (--kafka-addr); is another \
+                 broker using it? choose a free port",
                 config.kafka_addr
             )
         })?;
@@ -112,7 +112,7 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
             election_timeout_max_ms: config.controller_election_timeout_max_ms,
             broker_session_timeout_ms: config.broker_session_timeout_ms,
             request_timeout_ms: CONTROLLER_REQUEST_TIMEOUT_MS,
-            clock,
+            clock: Arc::clone(&clock),
         },
         internal,
     )
@@ -167,6 +167,8 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         kafka,
         KafkaContext {
             controller: controller.view(),
+            replicas: Arc::clone(&replicas),
+            clock,
         },
         async move {
             let mut stopping = stopping;

@@ -12,23 +12,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 use weir_broker::clock::{Clock, SystemClock};
+use weir_broker::config::StorageConfig;
 use weir_broker::config::Voter;
 use weir_broker::controller::{
     BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints,
 };
 use weir_broker::kafka::{self, KafkaContext};
+use weir_broker::partition::{ProducePolicy, ReplicaManager};
+use weir_broker::storage::{LogManager, TopicPartition};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A single node: its controller, and its Kafka listener's address.
-async fn start_node(dir: &std::path::Path) -> (Controller, String) {
+/// A single node: its controller, its partitions, and its Kafka listener's address.
+async fn start_node(dir: &std::path::Path) -> (Controller, Arc<ReplicaManager>, String) {
     let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let internal_addr = internal.local_addr().unwrap().to_string();
     let kafka_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka_addr = kafka_listener.local_addr().unwrap().to_string();
     let config = ControllerConfig {
         node_id: 1,
-        dir: dir.to_path_buf(),
+        dir: dir.join("metadata"),
         voters: vec![Voter {
             node_id: 1,
             address: internal_addr.clone(),
@@ -59,15 +62,25 @@ async fn start_node(dir: &std::path::Path) -> (Controller, String) {
         .await
         .expect("the broker becomes live")
         .unwrap();
+    let storage = StorageConfig {
+        data_dir: dir.to_path_buf(),
+        ..StorageConfig::default()
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let logs = Arc::new(LogManager::open(storage, Arc::clone(&clock)).unwrap());
+    let replicas = Arc::new(ReplicaManager::new(1, logs, ProducePolicy::default()));
+    tokio::spawn(Arc::clone(&replicas).run(controller.subscribe()));
     let context = KafkaContext {
         controller: controller.view(),
+        replicas: Arc::clone(&replicas),
+        clock,
     };
     tokio::spawn(kafka::serve(
         kafka_listener,
         context,
         std::future::pending(),
     ));
-    (controller, kafka_addr)
+    (controller, replicas, kafka_addr)
 }
 
 fn client(bootstrap: &str) -> BaseConsumer {
@@ -81,7 +94,7 @@ fn client(bootstrap: &str) -> BaseConsumer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_reads_brokers_and_partitions_from_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let (controller, bootstrap) = start_node(dir.path()).await;
+    let (controller, _replicas, bootstrap) = start_node(dir.path()).await;
     controller
         .create_topic("orders", 3, 1, BTreeMap::new())
         .await
@@ -155,7 +168,7 @@ fn request(key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_close_their_own_connection_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (controller, bootstrap) = start_node(dir.path()).await;
+    let (controller, _replicas, bootstrap) = start_node(dir.path()).await;
     let mut healthy = TcpStream::connect(&bootstrap).await.unwrap();
     let api_versions = request(18, 0, 1, &[]);
     assert!(exchange(&mut healthy, &api_versions).await.is_some());
@@ -199,5 +212,115 @@ async fn malformed_requests_close_their_own_connection_only() {
 
     // The first client never noticed.
     assert!(exchange(&mut healthy, &api_versions).await.is_some());
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_produces_with_acks_all_under_every_codec_and_consumes_it_back() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, replicas, bootstrap) = start_node(dir.path()).await;
+    controller
+        .create_topic("events", 3, 1, BTreeMap::new())
+        .await
+        .unwrap();
+    const PER_CODEC: usize = 2_000;
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("acks", "all")
+            .set("compression.codec", codec)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..PER_CODEC {
+            let key = format!("{codec}-{i}");
+            let value = format!("value {i} compressed with {codec}");
+            let record = FutureRecord::to("events").key(&key).payload(&value);
+            deliveries.push(producer.send_result(record).expect("queued"));
+        }
+        for delivery in deliveries {
+            let delivered = tokio::time::timeout(WAIT, delivery)
+                .await
+                .expect("delivered in time")
+                .expect("not cancelled")
+                .unwrap_or_else(|(e, _)| panic!("{codec}: {e}"));
+            assert!((0..3).contains(&delivered.partition) && delivered.offset >= 0);
+        }
+    }
+
+    // Every record is in the logs once, each partition's in the order produced.
+    let mut total = 0;
+    for index in 0..3 {
+        let partition = replicas
+            .partition(&TopicPartition::new("events", index))
+            .unwrap();
+        let end = partition.log().log_end_offset();
+        assert_eq!(partition.high_watermark(), end);
+        let bytes = partition.read(0, usize::MAX >> 1, None).unwrap().records;
+        let records = weir_proto::batch::decode(&bytes).unwrap();
+        assert_eq!(records.len() as i64, end);
+        for codec in codecs {
+            let sequence: Vec<usize> = records
+                .iter()
+                .filter_map(|r| {
+                    let key = std::str::from_utf8(r.key.as_ref()?).ok()?;
+                    key.strip_prefix(&format!("{codec}-"))?.parse().ok()
+                })
+                .collect();
+            assert!(sequence.windows(2).all(|w| w[0] < w[1]), "{codec} in order");
+        }
+        total += records.len();
+    }
+    assert_eq!(total, PER_CODEC * codecs.len());
+
+    // A consumer reads them all back, from offsets it names (no group, no offset lookup).
+    let consumed = tokio::task::spawn_blocking(move || {
+        use rdkafka::{Message, Offset, TopicPartitionList};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for index in 0..3 {
+            assignment
+                .add_partition_offset("events", index, Offset::Offset(0))
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+        let mut count = 0;
+        while count < total && std::time::Instant::now() < deadline {
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message.expect("a record, not an error");
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            seen.entry(message.partition())
+                .or_default()
+                .push((message.offset(), key));
+            count += 1;
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let mut count = 0;
+    for (partition, records) in &consumed {
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        let expected: Vec<i64> = (0..records.len() as i64).collect();
+        assert_eq!(
+            offsets, expected,
+            "partition {partition}: every offset, in order"
+        );
+        count += records.len();
+    }
+    assert_eq!(count, total);
     controller.shutdown().await.unwrap();
 }

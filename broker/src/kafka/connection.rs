@@ -7,7 +7,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{KafkaContext, MAX_REQUEST_BYTES, api_versions, metadata, versions};
+use super::{KafkaContext, MAX_REQUEST_BYTES, api_versions, fetch, metadata, produce, versions};
 
 /// Why a connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub(super) async fn run(stream: TcpStream, context: &KafkaContext) -> Result<(),
         let mut frame = BytesMut::zeroed(length);
         reader.read_exact(&mut frame).await?;
         response.clear();
-        if answer(frame.freeze(), context, &mut response)? {
+        if answer(frame.freeze(), context, &mut response).await? {
             writer.write_all(&response).await?;
         }
     }
@@ -51,7 +51,7 @@ pub(super) async fn run(stream: TcpStream, context: &KafkaContext) -> Result<(),
 
 /// Decodes one request and writes its framed response to `out`; returns whether there is
 /// one to send.
-fn answer(
+async fn answer(
     mut frame: Bytes,
     context: &KafkaContext,
     out: &mut BytesMut,
@@ -96,6 +96,12 @@ fn answer(
         RequestKind::Metadata(request) => {
             ResponseKind::Metadata(metadata::handle(&request, version, context))
         }
+        RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(request, context).await),
+        RequestKind::Produce(request) => match produce::handle(request, context).await {
+            Some(response) => ResponseKind::Produce(response),
+            // acks=0: the client expects no answer.
+            None => return Ok(false),
+        },
         _ => return Err(protocol(format!("{key:?} has no handler"))),
     };
     encode(out, key, version, header.correlation_id, &response)?;

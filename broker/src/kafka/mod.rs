@@ -17,23 +17,58 @@
 
 mod api_versions;
 mod connection;
+mod fetch;
 mod metadata;
+mod produce;
 mod versions;
 
 use std::sync::Arc;
 
+use kafka_protocol::ResponseError;
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::controller::ControllerView;
+use crate::partition::{PartitionError, ProduceError, ReplicaManager};
+use crate::storage;
 
 /// The largest request a client may send, in bytes (Kafka's `socket.request.max.bytes`).
 pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
-/// What the handlers use: the node's view of the cluster.
+/// What the handlers use: the node's view of the cluster and its partitions.
 #[derive(Debug, Clone)]
 pub struct KafkaContext {
     /// The committed metadata and the active controller.
     pub controller: ControllerView,
+    /// The partitions this broker holds.
+    pub replicas: Arc<ReplicaManager>,
+    /// The broker's time (LogAppendTime, timestamp checks).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The Kafka error code for a partition's refusal.
+fn partition_error(error: &PartitionError) -> ResponseError {
+    match error {
+        PartitionError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+        PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        PartitionError::Produce(refusal) => match refusal {
+            ProduceError::CorruptMessage { .. } => ResponseError::CorruptMessage,
+            ProduceError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+            ProduceError::InvalidRecord { .. } => ResponseError::InvalidRecord,
+            ProduceError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        },
+        PartitionError::Storage(e) => match e {
+            storage::Error::InvalidBatch { .. } | storage::Error::EmptyAppend => {
+                ResponseError::CorruptMessage
+            }
+            storage::Error::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+            storage::Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            // The disk is full, failed or the log is offline: the client may retry elsewhere.
+            _ => ResponseError::KafkaStorageError,
+        },
+    }
 }
 
 /// Serves the Kafka protocol on `listener` until `shutdown` completes; each connection runs

@@ -3,8 +3,13 @@
 use kafka_protocol::messages::ApiKey;
 
 /// Each served API with the versions implemented, lowest first.
-pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] =
-    &[(ApiKey::ApiVersions, 0, 4), (ApiKey::Metadata, 0, 12)];
+pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    // 13 and later name topics by id only.
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::Metadata, 0, 12),
+];
 
 /// The versions of `key` this broker serves, if it serves it.
 pub(super) fn supported(key: ApiKey) -> Option<(i16, i16)> {

@@ -232,6 +232,14 @@ impl Partition {
         self.append_as_leader(&prepared.records)
     }
 
+    /// Whether the broker stamps appends with its own time (the topic's LogAppendTime).
+    pub fn appends_log_time(&self) -> bool {
+        self.policy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_append_time
+    }
+
     /// Sets how producers' batches are checked (after a change of the topic's configs).
     pub(crate) fn set_policy(&self, policy: ProducePolicy) {
         *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
