@@ -20,7 +20,9 @@ pub(super) async fn handle(request: FetchRequest, context: &KafkaContext) -> Fet
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let any_error = first.iter().any(|(_, p, _)| p.error_code != 0);
-    if bytes >= min_bytes.max(1) || any_error || wait.is_zero() {
+    // min_bytes 0 answers at once, as Kafka does. An append wakes the poll even if it brings
+    // fewer than min_bytes: consumers' default is 1, and latency matters more.
+    if bytes >= min_bytes || any_error || wait.is_zero() {
         return respond(&request, first);
     }
     // Wait for any partition's high watermark to pass its fetch offset.
