@@ -29,6 +29,8 @@ pub mod raft;
 mod records;
 mod rpc;
 mod subscription;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::{ControllerError, ErrorKind};
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};

@@ -189,43 +189,20 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::controller::records::{
-        BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
-        TopicRecord,
-    };
+    use crate::controller::records::{MetadataRecord, PartitionChangeRecord};
+    use crate::controller::testing::{self, register};
 
     fn broker(id: BrokerId) -> MetadataRecord {
-        MetadataRecord::RegisterBroker(BrokerRecord {
-            broker_id: id,
-            incarnation: Uuid::from_u128(id as u128),
-            endpoints: Endpoints {
-                kafka: String::new(),
-                grpc: String::new(),
-                internal: String::new(),
-            },
-            rack: None,
-        })
+        register(id, None)
     }
 
     fn topic(id: u128, replicas: &[&[BrokerId]]) -> Vec<MetadataRecord> {
-        let topic_id = Uuid::from_u128(id);
-        let mut records = vec![MetadataRecord::Topic(TopicRecord {
-            name: format!("t{id}"),
-            topic_id,
-            configs: BTreeMap::new(),
-        })];
-        for (index, replicas) in replicas.iter().enumerate() {
-            records.push(MetadataRecord::Partition(PartitionRecord {
-                topic_id,
-                partition: index as i32,
-                replicas: replicas.to_vec(),
-                isr: replicas.to_vec(),
-                leader: replicas.first().copied(),
-                leader_epoch: 0,
-                partition_epoch: 0,
-            }));
-        }
-        records
+        testing::topic(
+            &format!("t{id}"),
+            Uuid::from_u128(id),
+            BTreeMap::new(),
+            replicas,
+        )
     }
 
     fn apply(metadata: &ClusterMetadata, records: Vec<MetadataRecord>) -> ClusterMetadata {

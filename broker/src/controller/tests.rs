@@ -5,27 +5,11 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::decisions::{self, DecisionError, IsrProposal};
+use super::testing::{incarnation, register, topic};
 use super::*;
-
-fn incarnation(broker_id: BrokerId) -> Uuid {
-    Uuid::from_u128(1000 + broker_id as u128)
-}
 
 fn topic_id(n: u128) -> Uuid {
     Uuid::from_u128(n)
-}
-
-fn register(broker_id: BrokerId, rack: Option<&str>) -> MetadataRecord {
-    MetadataRecord::RegisterBroker(BrokerRecord {
-        broker_id,
-        incarnation: incarnation(broker_id),
-        endpoints: Endpoints {
-            kafka: format!("b{broker_id}:9092"),
-            grpc: format!("b{broker_id}:9093"),
-            internal: format!("b{broker_id}:9094"),
-        },
-        rack: rack.map(str::to_string),
-    })
 }
 
 fn unfence(broker_id: BrokerId) -> MetadataRecord {
@@ -65,23 +49,7 @@ fn partition(replicas: &[BrokerId], isr: &[BrokerId], leader: Option<BrokerId>) 
 
 /// Creates topic `name` with the given replica lists (partition i gets `assignments[i]`).
 fn with_topic(metadata: &mut ClusterMetadata, name: &str, id: Uuid, assignments: &[&[BrokerId]]) {
-    let mut records = vec![MetadataRecord::Topic(TopicRecord {
-        name: name.to_string(),
-        topic_id: id,
-        configs: BTreeMap::new(),
-    })];
-    for (i, replicas) in assignments.iter().enumerate() {
-        records.push(MetadataRecord::Partition(PartitionRecord {
-            topic_id: id,
-            partition: i as i32,
-            replicas: replicas.to_vec(),
-            isr: replicas.to_vec(),
-            leader: replicas.first().copied(),
-            leader_epoch: 0,
-            partition_epoch: 0,
-        }));
-    }
-    apply_all(metadata, &records);
+    apply_all(metadata, &topic(name, id, BTreeMap::new(), assignments));
 }
 
 #[test]

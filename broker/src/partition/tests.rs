@@ -9,10 +9,8 @@ use weir_proto::batch::{self, EncodeOptions, Record};
 use super::*;
 use crate::clock::{Clock, ManualClock};
 use crate::config::{LogConfig, StorageConfig};
-use crate::controller::{
-    BrokerRecord, ClusterMetadata, Endpoints, MetadataDelta, MetadataRecord, PartitionChangeRecord,
-    PartitionRecord, TopicRecord,
-};
+use crate::controller::testing;
+use crate::controller::{ClusterMetadata, MetadataDelta, MetadataRecord, PartitionChangeRecord};
 use crate::storage::LogManager;
 
 const ME: BrokerId = 1;
@@ -49,41 +47,12 @@ fn manager(dir: &std::path::Path) -> (Arc<LogManager>, ReplicaManager) {
 }
 
 fn brokers(ids: &[BrokerId]) -> Vec<MetadataRecord> {
-    ids.iter()
-        .map(|&id| {
-            MetadataRecord::RegisterBroker(BrokerRecord {
-                broker_id: id,
-                incarnation: Uuid::from_u128(id as u128),
-                endpoints: Endpoints {
-                    kafka: String::new(),
-                    grpc: String::new(),
-                    internal: String::new(),
-                },
-                rack: None,
-            })
-        })
-        .collect()
+    ids.iter().map(|&id| testing::register(id, None)).collect()
 }
 
 fn topic(name: &str, id: u128, replicas: &[&[BrokerId]]) -> Vec<MetadataRecord> {
-    let topic_id = Uuid::from_u128(id);
-    let mut records = vec![MetadataRecord::Topic(TopicRecord {
-        name: name.into(),
-        topic_id,
-        configs: BTreeMap::from([("segment.bytes".into(), "32768".into())]),
-    })];
-    for (index, replicas) in replicas.iter().enumerate() {
-        records.push(MetadataRecord::Partition(PartitionRecord {
-            topic_id,
-            partition: index as i32,
-            replicas: replicas.to_vec(),
-            isr: replicas.to_vec(),
-            leader: replicas.first().copied(),
-            leader_epoch: 0,
-            partition_epoch: 0,
-        }));
-    }
-    records
+    let configs = BTreeMap::from([("segment.bytes".into(), "32768".into())]);
+    testing::topic(name, Uuid::from_u128(id), configs, replicas)
 }
 
 /// Applies `records` to `metadata` and hands the change to `manager`.
