@@ -84,14 +84,12 @@ fn read_all(request: &FetchRequest, context: &KafkaContext) -> Vec<(usize, Parti
                 .unwrap_or(0)
                 .min(budget);
             let epoch = (wanted.current_leader_epoch >= 0).then_some(wanted.current_leader_epoch);
-            let read = if limit == 0 && !answers.is_empty() {
-                partition.read(wanted.fetch_offset, 0, epoch).map(|mut r| {
-                    r.records = bytes::Bytes::new();
-                    r
-                })
+            let max_bytes = if answers.is_empty() {
+                limit.max(1)
             } else {
-                partition.read(wanted.fetch_offset, limit.max(1), epoch)
+                limit
             };
+            let read = partition.read(wanted.fetch_offset, max_bytes, epoch);
             match read {
                 Ok(read) => {
                     let size = read.records.len();

@@ -268,8 +268,9 @@ impl Partition {
         });
     }
 
-    /// Reads from `offset` up to `max_bytes` (at least one whole batch) below the high
-    /// watermark, as the leader at `leader_epoch` if the client gave one.
+    /// Reads from `offset` up to `max_bytes` (at least one whole batch; none if `max_bytes`
+    /// is 0, the offset and epoch still checked) below the high watermark, as the leader at
+    /// `leader_epoch` if the client gave one.
     pub fn read(
         &self,
         offset: i64,
@@ -288,7 +289,7 @@ impl Partition {
                 end,
             });
         }
-        let records = if offset >= high_watermark {
+        let records = if offset >= high_watermark || max_bytes == 0 {
             Bytes::new()
         } else {
             self.log.read_below(offset, max_bytes, high_watermark)?

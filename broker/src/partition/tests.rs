@@ -128,6 +128,9 @@ async fn a_sole_leader_takes_writes_serves_them_below_its_high_watermark_and_wak
         "whole batches, from the one holding offset 1"
     );
     assert!(partition.read(3, 1 << 20, None).unwrap().records.is_empty());
+    let nothing = partition.read(0, 0, None).unwrap();
+    assert!(nothing.records.is_empty(), "no bytes asked for, none read");
+    assert_eq!(nothing.high_watermark, 3);
     let error = partition.read(4, 1 << 20, None).unwrap_err();
     assert!(
         matches!(
