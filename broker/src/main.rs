@@ -5,6 +5,7 @@
 //! a learner) on its internal listener, registers as a broker and heartbeats (unless its
 //! `process_roles` leave out broker), and shuts down cleanly on SIGINT or SIGTERM. The Kafka and gRPC front ends join it with the data path.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,24 +70,8 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let manager = Arc::new(manager);
     tracing::info!(dir = %data_dir.display(), logs = manager.logs().len(), "storage is open");
 
-    let internal = TcpListener::bind(config.internal_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "could not listen on the internal address {} (--internal-addr); is another \
-                 node using it? choose a free port",
-                config.internal_addr
-            )
-        })?;
-    let kafka = TcpListener::bind(config.kafka_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "could not listen on the Kafka address {} (--kafka-addr); is another \
-                 broker using it? choose a free port",
-                config.kafka_addr
-            )
-        })?;
+    let internal = listen(config.internal_addr, "internal", "--internal-addr").await?;
+    let kafka = listen(config.kafka_addr, "Kafka", "--kafka-addr").await?;
     let bound = BoundAddresses {
         internal: Some(
             internal
@@ -196,6 +181,16 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .context("shutting down panicked")?
         .context("clean shutdown failed; the next start will recover the logs")
+}
+
+/// Binds the `what` listener at `address`, or says which flag to change.
+async fn listen(address: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "could not listen on the {what} address {address} ({flag}); is another node using \
+             it? choose a free port"
+        )
+    })
 }
 
 /// Once this broker is live (caught up with the metadata log), removes the logs of topics
