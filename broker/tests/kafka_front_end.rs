@@ -2,6 +2,8 @@
 //! against malformed input: metadata lists the brokers and partitions, and a broken request
 //! closes only its own connection.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +12,9 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use uuid::Uuid;
 use weir_broker::clock::{Clock, SystemClock};
 use weir_broker::config::StorageConfig;
-use weir_broker::config::Voter;
-use weir_broker::controller::{
-    BrokerRecord, BrokerStatus, Controller, ControllerConfig, Endpoints,
-};
+use weir_broker::controller::Controller;
 use weir_broker::kafka::{self, KafkaContext};
 use weir_broker::partition::{ProducePolicy, ReplicaManager};
 use weir_broker::storage::{LogManager, TopicPartition};
@@ -25,43 +23,9 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A single node: its controller, its partitions, and its Kafka listener's address.
 async fn start_node(dir: &std::path::Path) -> (Controller, Arc<ReplicaManager>, String) {
-    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let internal_addr = internal.local_addr().unwrap().to_string();
     let kafka_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka_addr = kafka_listener.local_addr().unwrap().to_string();
-    let config = ControllerConfig {
-        node_id: 1,
-        dir: dir.join("metadata"),
-        voters: vec![Voter {
-            node_id: 1,
-            address: internal_addr.clone(),
-        }],
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 150,
-        election_timeout_max_ms: 300,
-        broker_session_timeout_ms: 10_000,
-        request_timeout_ms: 10_000,
-        clock: Arc::new(SystemClock) as Arc<dyn Clock>,
-    };
-    let controller = Controller::start(config, internal).await.unwrap();
-    controller.start_broker(
-        BrokerRecord {
-            broker_id: 1,
-            incarnation: Uuid::new_v4(),
-            endpoints: Endpoints {
-                kafka: kafka_addr.clone(),
-                grpc: "127.0.0.1:9093".into(),
-                internal: internal_addr,
-            },
-            rack: Some("rack-a".into()),
-        },
-        Duration::from_millis(50),
-    );
-    let mut status = controller.broker_status();
-    tokio::time::timeout(WAIT, status.wait_for(|s| *s == BrokerStatus::Live))
-        .await
-        .expect("the broker becomes live")
-        .unwrap();
+    let controller = common::node::start_single_node(&dir.join("metadata"), &kafka_addr).await;
     let storage = StorageConfig {
         data_dir: dir.to_path_buf(),
         ..StorageConfig::default()

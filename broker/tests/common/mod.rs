@@ -1,6 +1,9 @@
-//! Helpers shared by the storage integration tests.
+//! Helpers shared by the integration tests: batches and logs for the storage tests, and a
+//! single running node (`node`) for the controller and front-end tests.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod node;
 
 use std::sync::Arc;
 
