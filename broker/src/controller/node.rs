@@ -583,7 +583,8 @@ impl Inner {
     pub(crate) async fn route(&self, request: Request) -> Result<Reply, ControllerError> {
         let deadline = Instant::now() + self.request_timeout;
         let mut hint = None;
-        for attempt in 0.. {
+        let mut attempt = 0;
+        loop {
             let result = match self.target(attempt, hint) {
                 Target::Local => self.active.handle(request.clone()).await,
                 Target::Remote { address, forwarded } => {
@@ -608,8 +609,8 @@ impl Inner {
             hint = error.leader_hint().filter(|&l| l != self.node_id);
             self.wait_for_new_leader(retry_backoff(attempt).min(deadline - now))
                 .await;
+            attempt += 1;
         }
-        unreachable!("the retry loop only ends by returning")
     }
 
     /// Waits `pause`, or less if this node learns of a new active controller meanwhile (so a
