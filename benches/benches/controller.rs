@@ -135,6 +135,7 @@ fn create_topics(c: &mut Criterion, runtime: &Runtime) {
                     quorum
                         .leader()
                         .await
+                        .view()
                         .create_topic(&name, 3, 3, BTreeMap::new())
                         .await
                         .expect("a topic is created");
@@ -178,6 +179,7 @@ async fn one_failover() -> Duration {
     // Timed from the moment the leader is gone: its peers hear nothing more from it.
     let start = Instant::now();
     quorum.controllers[0]
+        .view()
         .create_topic("after-failover", 1, 1, BTreeMap::new())
         .await
         .expect("a write after failover");

@@ -190,7 +190,7 @@ where
 async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures() {
     let mut cluster = Cluster::start().await;
     cluster.all_live().await;
-    let status = cluster.node(4).quorum_status();
+    let status = cluster.node(4).view().quorum_status();
     assert_eq!(
         status.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
         [1, 2, 3]
@@ -204,13 +204,15 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     // Topics created through every node, voters and learners alike.
     for n in 0..20u64 {
         let via = cluster.node(n % NODES + 1);
-        via.create_topic(&format!("topic-{n}"), 3, 3, BTreeMap::new())
+        via.view()
+            .create_topic(&format!("topic-{n}"), 3, 3, BTreeMap::new())
             .await
             .unwrap();
     }
     // One replica each, on every broker in turn: some partition has broker 5 alone.
     cluster
         .node(5)
+        .view()
         .create_topic("single", 5, 1, BTreeMap::new())
         .await
         .unwrap();
@@ -226,6 +228,7 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     assert_ne!(new_leader, old_leader);
     cluster
         .node(4)
+        .view()
         .create_topic("after-failover", 2, 2, BTreeMap::new())
         .await
         .unwrap();
@@ -237,11 +240,13 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     // Bad requests through a learner: clear errors, nothing changed.
     let learner = cluster.node(5);
     let error = learner
+        .view()
         .create_topic("bad/name", 1, 1, BTreeMap::new())
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidTopicName, "{error}");
     let error = learner
+        .view()
         .create_topic("too-wide", 1, 6, BTreeMap::new())
         .await
         .unwrap_err();
@@ -251,16 +256,21 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
         "{error}"
     );
     let error = learner
+        .view()
         .create_topic("topic-1", 1, 1, BTreeMap::new())
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::TopicExists, "{error}");
-    let error = learner.delete_topic("missing").await.unwrap_err();
+    let error = learner.view().delete_topic("missing").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::UnknownTopic, "{error}");
     assert_eq!(cluster.converged().await, metadata);
 
     // A topic grows, through a learner.
-    learner.create_partitions("topic-1", 5).await.unwrap();
+    learner
+        .view()
+        .create_partitions("topic-1", 5)
+        .await
+        .unwrap();
     let metadata = cluster.converged().await;
     assert_eq!(
         metadata.topic_by_name("topic-1").unwrap().partitions.len(),
@@ -287,13 +297,19 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     };
     let altered = cluster
         .node(4)
+        .view()
         .alter_partition(proposal.clone())
         .await
         .unwrap();
     assert_eq!(altered.isr, [4]);
     assert_eq!(altered.partition_epoch, partition.partition_epoch + 1);
     assert_eq!(altered.leader_epoch, partition.leader_epoch);
-    let error = cluster.node(4).alter_partition(proposal).await.unwrap_err();
+    let error = cluster
+        .node(4)
+        .view()
+        .alter_partition(proposal)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::StaleIsrChange, "{error}");
     let metadata = cluster.converged().await;
 
@@ -356,6 +372,7 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     assert!(single.partitions.iter().all(|p| p.leader.is_some()));
     cluster
         .node(2)
+        .view()
         .create_topic("after-restart", 1, 3, BTreeMap::new())
         .await
         .unwrap();

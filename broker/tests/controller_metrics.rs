@@ -21,6 +21,7 @@ async fn a_controller_reports_its_raft_state_and_the_brokers() {
     let dir = tempfile::tempdir().unwrap();
     let controller = common::node::start_single_node(dir.path(), "127.0.0.1:9092").await;
     controller
+        .view()
         .create_topic("metered", 2, 1, BTreeMap::new())
         .await
         .unwrap();

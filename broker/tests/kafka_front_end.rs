@@ -60,6 +60,7 @@ async fn librdkafka_reads_brokers_and_partitions_from_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let (controller, _replicas, bootstrap) = start_node(dir.path()).await;
     controller
+        .view()
         .create_topic("orders", 3, 1, BTreeMap::new())
         .await
         .unwrap();
@@ -186,6 +187,7 @@ async fn librdkafka_produces_with_acks_all_under_every_codec_and_consumes_it_bac
     let dir = tempfile::tempdir().unwrap();
     let (controller, replicas, bootstrap) = start_node(dir.path()).await;
     controller
+        .view()
         .create_topic("events", 3, 1, BTreeMap::new())
         .await
         .unwrap();

@@ -122,6 +122,83 @@ impl ControllerView {
     pub fn leader(&self) -> Option<u64> {
         self.inner.leader()
     }
+
+    /// The quorum as this node sees it: leader, term, voters and learners.
+    pub fn quorum_status(&self) -> QuorumStatus {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut status = QuorumStatus {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            voters: Vec::new(),
+            learners: Vec::new(),
+        };
+        for (id, node) in membership.nodes() {
+            let entry = (*id, node.addr.clone());
+            if voters.contains(id) {
+                status.voters.push(entry);
+            } else {
+                status.learners.push(entry);
+            }
+        }
+        status
+    }
+
+    /// Creates a topic with its replicas placed over the live brokers. Returns its id.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Uuid, ControllerError> {
+        let request = Request::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        match self.inner.route(request).await? {
+            Reply::TopicCreated(topic_id) => Ok(topic_id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes a topic and its partitions.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ControllerError> {
+        let request = Request::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.inner.route(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Grows topic `name` to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<(), ControllerError> {
+        let request = Request::CreatePartitions {
+            name: name.to_string(),
+            total,
+        };
+        match self.inner.route(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A partition leader's ISR change. It takes effect once committed, which it is when
+    /// this returns; a proposal made at stale epochs is refused.
+    pub async fn alter_partition(
+        &self,
+        proposal: IsrProposal,
+    ) -> Result<AlteredPartition, ControllerError> {
+        match self.inner.route(Request::AlterPartition(proposal)).await? {
+            Reply::PartitionAltered(altered) => Ok(altered),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 /// What the node's API, its RPC service and its background tasks share.
@@ -276,28 +353,6 @@ impl Controller {
         self.inner.state_machine.applied_index()
     }
 
-    /// The quorum as this node sees it: leader, term, voters and learners.
-    pub fn quorum_status(&self) -> QuorumStatus {
-        let metrics = self.inner.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let mut status = QuorumStatus {
-            leader: metrics.current_leader,
-            term: metrics.current_term,
-            voters: Vec::new(),
-            learners: Vec::new(),
-        };
-        for (id, node) in membership.nodes() {
-            let entry = (*id, node.addr.clone());
-            if voters.contains(id) {
-                status.voters.push(entry);
-            } else {
-                status.learners.push(entry);
-            }
-        }
-        status
-    }
-
     /// Waits until this node knows an active controller, for at most `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, ControllerError> {
         let metrics = self
@@ -346,61 +401,6 @@ impl Controller {
         };
         match self.inner.route(request).await? {
             Reply::Heartbeat { fenced } => Ok(fenced),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Creates a topic with its replicas placed over the live brokers. Returns its id.
-    pub async fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i32,
-        configs: BTreeMap<String, String>,
-    ) -> Result<Uuid, ControllerError> {
-        let request = Request::CreateTopic {
-            name: name.to_string(),
-            partitions,
-            replication_factor,
-            configs,
-        };
-        match self.inner.route(request).await? {
-            Reply::TopicCreated(topic_id) => Ok(topic_id),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Deletes a topic and its partitions.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), ControllerError> {
-        let request = Request::DeleteTopic {
-            name: name.to_string(),
-        };
-        match self.inner.route(request).await? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Grows topic `name` to `total` partitions.
-    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<(), ControllerError> {
-        let request = Request::CreatePartitions {
-            name: name.to_string(),
-            total,
-        };
-        match self.inner.route(request).await? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// A partition leader's ISR change. It takes effect once committed, which it is when
-    /// this returns; a proposal made at stale epochs is refused.
-    pub async fn alter_partition(
-        &self,
-        proposal: IsrProposal,
-    ) -> Result<AlteredPartition, ControllerError> {
-        match self.inner.route(Request::AlterPartition(proposal)).await? {
-            Reply::PartitionAltered(altered) => Ok(altered),
             other => Err(unexpected(&other)),
         }
     }
@@ -851,6 +851,7 @@ mod tests {
         );
         for n in 0..20 {
             leader
+                .view()
                 .create_topic(&format!("topic-{n}"), 3, 2, BTreeMap::new())
                 .await
                 .unwrap();
@@ -870,10 +871,12 @@ mod tests {
         // Only the active controller decides: another node forwards requests to it, and its
         // refusals back.
         follower
+            .view()
             .create_topic("elsewhere", 1, 1, BTreeMap::new())
             .await
             .unwrap();
         let error = follower
+            .view()
             .create_topic("elsewhere", 1, 1, BTreeMap::new())
             .await
             .unwrap_err();
@@ -893,6 +896,7 @@ mod tests {
         };
         check(
             leader
+                .view()
                 .create_topic("bad name", 1, 1, BTreeMap::new())
                 .await
                 .unwrap_err(),
@@ -900,6 +904,7 @@ mod tests {
         );
         check(
             leader
+                .view()
                 .create_topic("big", 1, 4, BTreeMap::new())
                 .await
                 .unwrap_err(),
@@ -907,13 +912,14 @@ mod tests {
         );
         check(
             leader
+                .view()
                 .create_topic("topic-0", 1, 1, BTreeMap::new())
                 .await
                 .unwrap_err(),
             "already exists",
         );
         check(
-            leader.delete_topic("missing").await.unwrap_err(),
+            leader.view().delete_topic("missing").await.unwrap_err(),
             "does not exist",
         );
         assert_eq!(leader.metadata(), metadata);
@@ -972,7 +978,7 @@ mod tests {
             moved > 0 && offline > 0,
             "both cases happen: {moved} moved, {offline} offline"
         );
-        leader.delete_topic("topic-0").await.unwrap();
+        leader.view().delete_topic("topic-0").await.unwrap();
         assert!(leader.metadata().topic_by_name("topic-0").is_none());
         converge(&controllers, leader).await;
         let before_restart = leader.metadata();
@@ -996,6 +1002,7 @@ mod tests {
         let leader_id = controllers[0].wait_for_leader(WAIT).await.unwrap();
         let leader = &controllers[leader_id as usize - 1];
         leader
+            .view()
             .create_topic("after-restart", 1, 1, BTreeMap::new())
             .await
             .unwrap();
