@@ -8,5 +8,6 @@ pub mod config;
 pub mod controller;
 pub mod kafka;
 pub mod partition;
+pub mod server;
 pub mod storage;
 pub mod topic_config;

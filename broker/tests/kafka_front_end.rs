@@ -11,40 +11,17 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use weir_broker::clock::{Clock, SystemClock};
-use weir_broker::config::StorageConfig;
-use weir_broker::controller::Controller;
-use weir_broker::kafka::{self, KafkaContext};
-use weir_broker::partition::{ProducePolicy, ReplicaManager};
-use weir_broker::storage::{LogManager, TopicPartition};
+use tokio::net::TcpStream;
+use weir_broker::server::Node;
+use weir_broker::storage::TopicPartition;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A single node: its controller, its partitions, and its Kafka listener's address.
-async fn start_node(dir: &std::path::Path) -> (Controller, Arc<ReplicaManager>, String) {
-    let kafka_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kafka_addr = kafka_listener.local_addr().unwrap().to_string();
-    let controller = common::node::start_single_node(&dir.join("metadata"), &kafka_addr).await;
-    let storage = StorageConfig {
-        data_dir: dir.to_path_buf(),
-        ..StorageConfig::default()
-    };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let logs = Arc::new(LogManager::open(storage, Arc::clone(&clock)).unwrap());
-    let replicas = Arc::new(ReplicaManager::new(1, logs, ProducePolicy::default()));
-    tokio::spawn(Arc::clone(&replicas).run(controller.subscribe()));
-    let context = KafkaContext {
-        controller: controller.view(),
-        replicas: Arc::clone(&replicas),
-        clock,
-    };
-    tokio::spawn(kafka::serve(
-        kafka_listener,
-        context,
-        std::future::pending(),
-    ));
-    (controller, replicas, kafka_addr)
+/// A whole single node, and its Kafka listener's address.
+async fn start_node(dir: &std::path::Path) -> (Node, String) {
+    let node = common::node::start(common::node::single_node_config(dir)).await;
+    let bootstrap = node.kafka_addr().to_string();
+    (node, bootstrap)
 }
 
 fn client(bootstrap: &str) -> BaseConsumer {
@@ -58,8 +35,8 @@ fn client(bootstrap: &str) -> BaseConsumer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_reads_brokers_and_partitions_from_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let (controller, _replicas, bootstrap) = start_node(dir.path()).await;
-    controller
+    let (node, bootstrap) = start_node(dir.path()).await;
+    node.controller()
         .view()
         .create_topic("orders", 3, 1, BTreeMap::new())
         .await
@@ -99,7 +76,7 @@ async fn librdkafka_reads_brokers_and_partitions_from_metadata() {
         unknown.error(),
         Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
     );
-    controller.shutdown().await.unwrap();
+    node.shutdown().await.unwrap();
 }
 
 /// Sends `frame` (length prefix included) and reads one framed response, or `None` if the
@@ -133,7 +110,7 @@ fn request(key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_close_their_own_connection_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (controller, _replicas, bootstrap) = start_node(dir.path()).await;
+    let (node, bootstrap) = start_node(dir.path()).await;
     let mut healthy = TcpStream::connect(&bootstrap).await.unwrap();
     let api_versions = request(18, 0, 1, &[]);
     assert!(exchange(&mut healthy, &api_versions).await.is_some());
@@ -177,7 +154,7 @@ async fn malformed_requests_close_their_own_connection_only() {
 
     // The first client never noticed.
     assert!(exchange(&mut healthy, &api_versions).await.is_some());
-    controller.shutdown().await.unwrap();
+    node.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,8 +162,9 @@ async fn librdkafka_produces_with_acks_all_under_every_codec_and_consumes_it_bac
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let dir = tempfile::tempdir().unwrap();
-    let (controller, replicas, bootstrap) = start_node(dir.path()).await;
-    controller
+    let (node, bootstrap) = start_node(dir.path()).await;
+    let replicas = Arc::clone(node.replicas());
+    node.controller()
         .view()
         .create_topic("events", 3, 1, BTreeMap::new())
         .await
@@ -288,5 +266,5 @@ async fn librdkafka_produces_with_acks_all_under_every_codec_and_consumes_it_bac
         count += records.len();
     }
     assert_eq!(count, total);
-    controller.shutdown().await.unwrap();
+    node.shutdown().await.unwrap();
 }

@@ -428,7 +428,8 @@ impl NodeConfig {
 
     /// The configuration once the listeners are bound: an advertised address that is the
     /// default of a listener on port 0 (a free port, chosen when it binds) becomes the bound
-    /// address, and so does this node's own entry in the voter list.
+    /// address, and so does this node's own entry in the voter list. The listen addresses
+    /// become the bound ones.
     pub fn with_bound_addresses(mut self, bound: &BoundAddresses) -> NodeConfig {
         let pairs = [
             (
@@ -461,6 +462,17 @@ impl NodeConfig {
                 {
                     voter.address = bound.to_string();
                 }
+            }
+        }
+        // The listen addresses become the ones bound, so they can be reported.
+        let listens = [
+            (&mut self.kafka_addr, bound.kafka),
+            (&mut self.grpc_addr, bound.grpc),
+            (&mut self.internal_addr, bound.internal),
+        ];
+        for (listen, bound) in listens {
+            if let Some(bound) = bound {
+                *listen = bound;
             }
         }
         self
