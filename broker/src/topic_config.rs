@@ -61,6 +61,9 @@ enum Rule {
 pub struct TopicConfigDef {
     /// Kafka's name for it (`retention.ms`).
     pub name: &'static str,
+    /// Kafka's default value, which a topic without the config gets unless the broker's
+    /// own defaults (`log_retention_ms`, …) say otherwise.
+    pub default: &'static str,
     /// A one-line description.
     pub doc: &'static str,
     /// What a valid value is, as the end of a sentence ("must be …"); error messages and
@@ -165,42 +168,49 @@ const BOOLEAN: &str = "true or false";
 static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef {
         name: "cleanup.policy",
+        default: "delete",
         doc: "What happens to old segments: delete them, compact them to the last record of each key, or both.",
         valid_values: "delete, compact, or both comma-separated (\"compact,delete\")",
         rule: Rule::ListOf(&["delete", "compact"]),
     },
     TopicConfigDef {
         name: "compression.type",
+        default: "producer",
         doc: "The compression batches are stored with; producer keeps each batch as the producer sent it.",
         valid_values: "one of uncompressed, zstd, lz4, snappy, gzip or producer",
         rule: Rule::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
     },
     TopicConfigDef {
         name: "delete.retention.ms",
+        default: "86400000",
         doc: "How long a compacted topic keeps delete markers (tombstones) for consumers to see them.",
         valid_values: MS_AT_LEAST_0,
         rule: Rule::Long { min: 0 },
     },
     TopicConfigDef {
         name: "file.delete.delay.ms",
+        default: "60000",
         doc: "How long a segment removed from the log waits before its files are deleted.",
         valid_values: MS_AT_LEAST_0,
         rule: Rule::Long { min: 0 },
     },
     TopicConfigDef {
         name: "flush.messages",
+        default: "9223372036854775807",
         doc: "Flush (fsync) a partition's log after this many records.",
         valid_values: "a whole number of records, at least 1",
         rule: Rule::Long { min: 1 },
     },
     TopicConfigDef {
         name: "flush.ms",
+        default: "9223372036854775807",
         doc: "Flush (fsync) a partition's log when its oldest unflushed write is this old.",
         valid_values: MS_AT_LEAST_0,
         rule: Rule::Long { min: 0 },
     },
     TopicConfigDef {
         name: "index.interval.bytes",
+        default: "4096",
         doc: "Bytes of log between two entries of the offset and time indexes.",
         valid_values: "a whole number of bytes from 0 to 2147483647",
         rule: Rule::Int {
@@ -210,12 +220,14 @@ static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     TopicConfigDef {
         name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
         doc: "The longest a record may wait before compaction reaches it.",
         valid_values: MS_AT_LEAST_1,
         rule: Rule::Long { min: 1 },
     },
     TopicConfigDef {
         name: "max.message.bytes",
+        default: "1048588",
         doc: "The largest record batch the topic accepts, after compression.",
         valid_values: "a whole number of bytes from 0 to 2147483647",
         rule: Rule::Int {
@@ -225,36 +237,42 @@ static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     TopicConfigDef {
         name: "message.timestamp.after.max.ms",
+        default: "9223372036854775807",
         doc: "How far ahead of the broker's clock a CreateTime timestamp may be.",
         valid_values: MS_AT_LEAST_0,
         rule: Rule::Long { min: 0 },
     },
     TopicConfigDef {
         name: "message.timestamp.before.max.ms",
+        default: "9223372036854775807",
         doc: "How far behind the broker's clock a CreateTime timestamp may be.",
         valid_values: MS_AT_LEAST_0,
         rule: Rule::Long { min: 0 },
     },
     TopicConfigDef {
         name: "message.timestamp.type",
+        default: "CreateTime",
         doc: "Whether record timestamps are the producer's (CreateTime) or the broker's at append (LogAppendTime).",
         valid_values: "CreateTime or LogAppendTime",
         rule: Rule::OneOf(&["CreateTime", "LogAppendTime"]),
     },
     TopicConfigDef {
         name: "min.cleanable.dirty.ratio",
+        default: "0.5",
         doc: "The share of a log not yet compacted at which compaction starts.",
         valid_values: "a number from 0 to 1",
         rule: Rule::Double { min: 0.0, max: 1.0 },
     },
     TopicConfigDef {
         name: "min.compaction.lag.ms",
+        default: "0",
         doc: "The shortest a record stays uncompacted.",
         valid_values: MS_AT_LEAST_0,
         rule: Rule::Long { min: 0 },
     },
     TopicConfigDef {
         name: "min.insync.replicas",
+        default: "1",
         doc: "The fewest in-sync replicas with which a write with acks=all succeeds.",
         valid_values: "a whole number of replicas, at least 1",
         rule: Rule::Int {
@@ -264,24 +282,28 @@ static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     TopicConfigDef {
         name: "preallocate",
+        default: "false",
         doc: "Whether segment files are preallocated when they are created.",
         valid_values: BOOLEAN,
         rule: Rule::Boolean,
     },
     TopicConfigDef {
         name: "retention.bytes",
+        default: "-1",
         doc: "Delete a partition's oldest segments while its log is larger than this.",
         valid_values: "a whole number of bytes, -1 for no limit",
         rule: Rule::Long { min: -1 },
     },
     TopicConfigDef {
         name: "retention.ms",
+        default: "604800000",
         doc: "Delete segments whose newest record is older than this.",
         valid_values: "a whole number of milliseconds, -1 for no limit",
         rule: Rule::Long { min: -1 },
     },
     TopicConfigDef {
         name: "segment.bytes",
+        default: "1073741824",
         doc: "The size of a segment file: the log rolls a new segment when the next batch does not fit.",
         valid_values: "a whole number of bytes from 1024 to 2147483647",
         // Weir's storage limits, not Kafka's (14): a segment must hold a batch header, and
@@ -293,6 +315,7 @@ static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     TopicConfigDef {
         name: "segment.index.bytes",
+        default: "10485760",
         doc: "The size of each index file of a segment; a full index rolls the segment.",
         valid_values: "a whole number of bytes from 64 to 2147483647",
         rule: Rule::Int {
@@ -302,12 +325,14 @@ static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
     TopicConfigDef {
         name: "segment.ms",
+        default: "604800000",
         doc: "The age at which the active segment is rolled even if it is not full.",
         valid_values: MS_AT_LEAST_1,
         rule: Rule::Long { min: 1 },
     },
     TopicConfigDef {
         name: "unclean.leader.election.enable",
+        default: "false",
         doc: "Whether an out-of-sync replica may lead when no in-sync replica is live, losing records.",
         valid_values: BOOLEAN,
         rule: Rule::Boolean,
@@ -322,6 +347,14 @@ pub fn known() -> impl Iterator<Item = &'static TopicConfigDef> {
 /// The per-topic config named `name`, if Weir knows it.
 pub fn lookup(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|def| def.name == name)
+}
+
+/// The per-topic config named `name`, or an error that suggests the names meant.
+pub fn definition(name: &str) -> Result<&'static TopicConfigDef, TopicConfigError> {
+    lookup(name).ok_or_else(|| TopicConfigError::UnknownName {
+        name: name.to_string(),
+        near: near_names(name),
+    })
 }
 
 /// Reads a boolean config value as Kafka does: `true` or `false` in any case, surrounding
@@ -342,11 +375,7 @@ pub fn parse_boolean(value: &str) -> Option<bool> {
 /// in name order.
 pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
     for (name, value) in configs {
-        let def = lookup(name).ok_or_else(|| TopicConfigError::UnknownName {
-            name: name.clone(),
-            near: near_names(name),
-        })?;
-        def.check(value)?;
+        definition(name)?.check(value)?;
     }
     let long = |name: &str| configs.get(name).and_then(|v| v.trim().parse::<i64>().ok());
     if let (Some(min), Some(max)) = (long("min.compaction.lag.ms"), long("max.compaction.lag.ms"))
@@ -440,6 +469,7 @@ mod tests {
         for def in known() {
             assert!(def.doc.ends_with('.'), "{}", def.name);
             assert!(!def.valid_values.is_empty(), "{}", def.name);
+            assert_eq!(def.check(def.default), Ok(()), "{}'s default", def.name);
         }
         let typical: Vec<&str> = TYPICAL.iter().map(|(name, _)| *name).collect();
         assert_eq!(

@@ -131,6 +131,13 @@ impl Active {
                 self.write(records).await?;
                 Ok(Reply::Done)
             }
+            Request::AlterTopicConfigs { name, changes } => {
+                let _deciding = self.deciding.lock().await;
+                let metadata = self.current_metadata().await?;
+                let record = decisions::alter_topic_configs(&metadata, &name, &changes)?;
+                self.write(vec![record]).await?;
+                Ok(Reply::Done)
+            }
             Request::AlterPartition(proposal) => {
                 let _deciding = self.deciding.lock().await;
                 let metadata = self.current_metadata().await?;

@@ -163,6 +163,12 @@ pub(crate) fn record_to_pb(record: &MetadataRecord) -> pb::MetadataRecord {
         MetadataRecord::RemoveTopic { topic_id } => Record::RemoveTopic(pb::RemoveTopicRecord {
             topic_id: uuid_to_pb(topic_id),
         }),
+        MetadataRecord::TopicConfigs { topic_id, configs } => {
+            Record::TopicConfigs(pb::TopicConfigsRecord {
+                topic_id: uuid_to_pb(topic_id),
+                configs: configs.clone(),
+            })
+        }
     };
     pb::MetadataRecord {
         record: Some(record),
@@ -193,6 +199,10 @@ pub(crate) fn record_from_pb(record: pb::MetadataRecord) -> Result<MetadataRecor
         }),
         Record::RemoveTopic(remove) => MetadataRecord::RemoveTopic {
             topic_id: uuid_from_pb("topic_id", &remove.topic_id)?,
+        },
+        Record::TopicConfigs(configs) => MetadataRecord::TopicConfigs {
+            topic_id: uuid_from_pb("topic_id", &configs.topic_id)?,
+            configs: configs.configs,
         },
     })
 }
@@ -337,6 +347,10 @@ mod tests {
                 incarnation: id(101),
             },
             change(Some(None), None, None),
+            MetadataRecord::TopicConfigs {
+                topic_id: id(7),
+                configs: BTreeMap::from([("cleanup.policy".into(), "compact".into())]),
+            },
             MetadataRecord::Topic(TopicRecord {
                 name: "gone".into(),
                 topic_id: id(8),

@@ -55,6 +55,9 @@ pub enum DecisionError {
     /// No topic of that name exists.
     #[error("topic {0:?} does not exist")]
     UnknownTopic(String),
+    /// APPEND or SUBTRACT on a config that is not a list.
+    #[error("{0} is not a list config: APPEND and SUBTRACT apply to lists only; use SET")]
+    NotAList(&'static str),
     /// A partition count that does not grow the topic (Kafka's INVALID_PARTITIONS).
     #[error(
         "topic {topic:?} has {current} partitions and cannot have {requested}: the count can \
@@ -221,6 +224,89 @@ pub fn create_partitions(
     let start = placement_start + topic.partitions.len();
     let placement = place_replicas(metadata, total - current, replication_factor, start)?;
     Ok(new_partitions(topic.id, current, placement).collect())
+}
+
+/// One change to one per-topic config, as Kafka's IncrementalAlterConfigs names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// The config becomes the value.
+    Set(String, String),
+    /// The config returns to its default.
+    Delete(String),
+    /// A list config gains the comma-separated items of the value it lacks.
+    Append(String, String),
+    /// A list config loses the comma-separated items of the value.
+    Subtract(String, String),
+}
+
+impl ConfigChange {
+    /// The config the change is about.
+    pub fn name(&self) -> &str {
+        match self {
+            ConfigChange::Set(name, _)
+            | ConfigChange::Delete(name)
+            | ConfigChange::Append(name, _)
+            | ConfigChange::Subtract(name, _) => name,
+        }
+    }
+}
+
+/// The record that makes `changes` to topic `name`'s configs, all of them or none: the
+/// configs that result are validated as CreateTopics validates them. Appending to or
+/// subtracting from a config the topic does not set starts from Kafka's default.
+pub fn alter_topic_configs(
+    metadata: &ClusterMetadata,
+    name: &str,
+    changes: &[ConfigChange],
+) -> Result<MetadataRecord, DecisionError> {
+    let topic = metadata
+        .topic_by_name(name)
+        .ok_or_else(|| DecisionError::UnknownTopic(name.to_string()))?;
+    let mut configs = topic.configs.clone();
+    for change in changes {
+        let config = change.name();
+        let def = topic_config::definition(config)?;
+        let items = |value: &str| -> Vec<String> {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let current = configs
+            .get(config)
+            .map_or_else(|| items(def.default), |value| items(value));
+        match change {
+            ConfigChange::Set(_, value) => {
+                configs.insert(config.to_string(), value.clone());
+            }
+            ConfigChange::Delete(_) => {
+                configs.remove(config);
+            }
+            ConfigChange::Append(_, value) | ConfigChange::Subtract(_, value) => {
+                if def.config_type() != topic_config::ConfigType::List {
+                    return Err(DecisionError::NotAList(def.name));
+                }
+                let given = items(value);
+                let list: Vec<String> = if matches!(change, ConfigChange::Append(..)) {
+                    let added = given.iter().filter(|item| !current.contains(item));
+                    current.iter().chain(added).cloned().collect()
+                } else {
+                    current
+                        .into_iter()
+                        .filter(|item| !given.contains(item))
+                        .collect()
+                };
+                configs.insert(config.to_string(), list.join(","));
+            }
+        }
+    }
+    topic_config::validate(&configs)?;
+    Ok(MetadataRecord::TopicConfigs {
+        topic_id: topic.id,
+        configs,
+    })
 }
 
 /// Partition records for `placement`, numbered from `first`: every replica in the ISR, the
@@ -642,6 +728,74 @@ mod tests {
                 isr: Some(vec![2]),
                 replicas: None,
             })]
+        );
+    }
+
+    #[test]
+    fn config_changes_are_applied_in_order_and_validated_as_a_whole() {
+        let mut metadata = with_events(1, 1, 1);
+        let set = |name: &str, value: &str| ConfigChange::Set(name.into(), value.into());
+        let record = alter_topic_configs(
+            &metadata,
+            "events",
+            &[
+                set("retention.ms", "1000"),
+                set("segment.ms", "60000"),
+                ConfigChange::Delete("segment.ms".into()),
+                ConfigChange::Append("cleanup.policy".into(), "compact, delete".into()),
+            ],
+        )
+        .unwrap();
+        let expected = configs(&[
+            ("cleanup.policy", "delete,compact"),
+            ("retention.ms", "1000"),
+        ]);
+        assert_eq!(
+            record,
+            MetadataRecord::TopicConfigs {
+                topic_id: TOPIC_ID,
+                configs: expected.clone(),
+            }
+        );
+        apply_all(&mut metadata, &[record]);
+        assert_eq!(metadata.topic(TOPIC_ID).unwrap().configs, expected);
+
+        let record = alter_topic_configs(
+            &metadata,
+            "events",
+            &[ConfigChange::Subtract(
+                "cleanup.policy".into(),
+                "delete".into(),
+            )],
+        )
+        .unwrap();
+        let MetadataRecord::TopicConfigs { configs: after, .. } = record else {
+            panic!("{record:?}");
+        };
+        assert_eq!(after["cleanup.policy"], "compact");
+
+        let refused = |changes: &[ConfigChange]| {
+            alter_topic_configs(&metadata, "events", changes)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(&[set("retention.ms", "5"), set("retentoin.ms", "5")]),
+            "unknown topic config \"retentoin.ms\": it is not a topic config Weir knows \
+             (did you mean retention.ms?)"
+        );
+        assert_eq!(
+            refused(&[set("min.insync.replicas", "0")]),
+            "invalid topic config min.insync.replicas = \"0\": must be a whole number of \
+             replicas, at least 1"
+        );
+        assert_eq!(
+            refused(&[ConfigChange::Append("retention.ms".into(), "5".into())]),
+            "retention.ms is not a list config: APPEND and SUBTRACT apply to lists only; use SET"
+        );
+        assert_eq!(
+            alter_topic_configs(&metadata, "missing", &[]).unwrap_err(),
+            DecisionError::UnknownTopic("missing".into())
         );
     }
 }

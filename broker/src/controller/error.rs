@@ -94,7 +94,9 @@ impl ControllerError {
                 | DecisionError::TooManyPartitions(_)
                 | DecisionError::PartitionCountNotGrowing { .. } => ErrorKind::InvalidPartitions,
                 DecisionError::UnknownTopic(_) => ErrorKind::UnknownTopic,
-                DecisionError::InvalidConfig(_) => ErrorKind::InvalidConfig,
+                DecisionError::InvalidConfig(_) | DecisionError::NotAList(_) => {
+                    ErrorKind::InvalidConfig
+                }
                 DecisionError::ReplicationFactorTooHigh { .. }
                 | DecisionError::InvalidReplicationFactor(_) => ErrorKind::InvalidReplicationFactor,
                 DecisionError::IsrChange(_) => ErrorKind::StaleIsrChange,

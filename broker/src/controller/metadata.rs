@@ -130,6 +130,14 @@ impl ClusterMetadata {
                 self.topic_ids.remove(&topic.name);
                 Ok(())
             }
+            MetadataRecord::TopicConfigs { topic_id, configs } => {
+                let topic = self
+                    .topics
+                    .get_mut(topic_id)
+                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
+                topic.configs = configs.clone();
+                Ok(())
+            }
         }
     }
 

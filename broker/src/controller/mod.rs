@@ -32,6 +32,7 @@ mod subscription;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use decisions::ConfigChange;
 pub use error::{ControllerError, ErrorKind};
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};
 pub use node::{BrokerStatus, Controller, ControllerConfig, ControllerView, QuorumStatus};

@@ -24,7 +24,7 @@ use weir_proto::internal::v1::controller_raft_server::ControllerRaftServer;
 use weir_proto::internal::v1::controller_server::ControllerServer;
 
 use super::active::Active;
-use super::decisions::IsrProposal;
+use super::decisions::{ConfigChange, IsrProposal};
 use super::error::{ControllerError, ErrorKind};
 use super::metadata::ClusterMetadata;
 use super::metrics;
@@ -181,6 +181,23 @@ impl ControllerView {
         let request = Request::CreatePartitions {
             name: name.to_string(),
             total,
+        };
+        match self.inner.route(request).await? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Makes `changes` to topic `name`'s configs, all or none; they take effect on every
+    /// broker as it applies the change.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<(), ControllerError> {
+        let request = Request::AlterTopicConfigs {
+            name: name.to_string(),
+            changes,
         };
         match self.inner.route(request).await? {
             Reply::Done => Ok(()),

@@ -109,4 +109,11 @@ pub enum MetadataRecord {
         /// The topic.
         topic_id: Uuid,
     },
+    /// A topic's per-topic configs were replaced: afterwards they are exactly `configs`.
+    TopicConfigs {
+        /// The topic.
+        topic_id: Uuid,
+        /// Every per-topic config that differs from the broker defaults, by Kafka name.
+        configs: BTreeMap<String, String>,
+    },
 }

@@ -13,7 +13,7 @@ use weir_proto::internal::v1::controller_client::ControllerClient;
 use weir_proto::internal::v1::controller_failure::Kind;
 
 use super::codec::{broker_from_pb, broker_to_pb, uuid_from_pb, uuid_to_pb};
-use super::decisions::IsrProposal;
+use super::decisions::{ConfigChange, IsrProposal};
 use super::error::{ControllerError, ErrorKind};
 use super::node::Inner;
 use super::records::{BrokerId, BrokerRecord};
@@ -44,6 +44,10 @@ pub(crate) enum Request {
         total: i32,
     },
     AlterPartition(IsrProposal),
+    AlterTopicConfigs {
+        name: String,
+        changes: Vec<ConfigChange>,
+    },
 }
 
 /// The active controller's answer to a [`Request`].
@@ -77,6 +81,7 @@ impl Request {
             Request::DeleteTopic { .. } => "topic deletion",
             Request::CreatePartitions { .. } => "partition creation",
             Request::AlterPartition(_) => "ISR change",
+            Request::AlterTopicConfigs { .. } => "topic config change",
         }
     }
 
@@ -123,6 +128,12 @@ impl Request {
                 partition_epoch: proposal.partition_epoch,
                 isr: proposal.isr.clone(),
             }),
+            Request::AlterTopicConfigs { name, changes } => {
+                R::AlterTopicConfigs(pb::AlterTopicConfigsRequest {
+                    name: name.clone(),
+                    changes: changes.iter().map(config_change_to_pb).collect(),
+                })
+            }
         };
         pb::ControllerRequest {
             forwarded,
@@ -167,8 +178,47 @@ impl Request {
                 partition_epoch: alter.partition_epoch,
                 isr: alter.isr,
             }),
+            R::AlterTopicConfigs(alter) => Request::AlterTopicConfigs {
+                name: alter.name,
+                changes: alter
+                    .changes
+                    .into_iter()
+                    .map(config_change_from_pb)
+                    .collect::<Result<_, _>>()?,
+            },
         })
     }
+}
+
+fn config_change_to_pb(change: &ConfigChange) -> pb::ConfigChange {
+    use pb::config_change::Op;
+    let (op, name, value) = match change {
+        ConfigChange::Set(name, value) => (Op::Set, name, value.as_str()),
+        ConfigChange::Delete(name) => (Op::Delete, name, ""),
+        ConfigChange::Append(name, value) => (Op::Append, name, value.as_str()),
+        ConfigChange::Subtract(name, value) => (Op::Subtract, name, value.as_str()),
+    };
+    pb::ConfigChange {
+        name: name.clone(),
+        op: op as i32,
+        value: value.to_string(),
+    }
+}
+
+fn config_change_from_pb(change: pb::ConfigChange) -> Result<ConfigChange, ControllerError> {
+    use pb::config_change::Op;
+    let pb::ConfigChange { name, op, value } = change;
+    Ok(match Op::try_from(op) {
+        Ok(Op::Set) => ConfigChange::Set(name, value),
+        Ok(Op::Delete) => ConfigChange::Delete(name),
+        Ok(Op::Append) => ConfigChange::Append(name, value),
+        Ok(Op::Subtract) => ConfigChange::Subtract(name, value),
+        Ok(Op::Unspecified) | Err(_) => {
+            return Err(ControllerError::InvalidRequest(format!(
+                "config change {op} of {name:?} is not an operation this node knows"
+            )));
+        }
+    })
 }
 
 fn reply_to_pb(result: Result<Reply, ControllerError>) -> pb::ControllerReply {
@@ -388,6 +438,15 @@ mod tests {
                 partition_epoch: 8,
                 isr: vec![2, 3],
             }),
+            Request::AlterTopicConfigs {
+                name: "t".into(),
+                changes: vec![
+                    ConfigChange::Set("retention.ms".into(), "5".into()),
+                    ConfigChange::Delete("segment.ms".into()),
+                    ConfigChange::Append("cleanup.policy".into(), "compact".into()),
+                    ConfigChange::Subtract("cleanup.policy".into(), "delete".into()),
+                ],
+            },
         ];
         for request in requests {
             let pb = request.to_pb(true);

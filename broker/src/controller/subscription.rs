@@ -178,6 +178,20 @@ impl MetadataDelta {
             .collect()
     }
 
+    /// The topics (id and name) that were there before and after the change, with other
+    /// configs after it.
+    pub fn changed_topic_configs(&self) -> Vec<(Uuid, String)> {
+        self.after
+            .topics()
+            .filter(|t| {
+                self.before
+                    .topic(t.id)
+                    .is_some_and(|before| before.configs != t.configs)
+            })
+            .map(|t| (t.id, t.name.clone()))
+            .collect()
+    }
+
     /// Whether any broker registered, or was fenced or unfenced.
     pub fn brokers_changed(&self) -> bool {
         !self.before.brokers().eq(self.after.brokers())

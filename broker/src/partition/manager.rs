@@ -101,6 +101,12 @@ impl ReplicaManager {
                 tracing::error!(%tp, error = %e, "could not apply a metadata change to a partition");
             }
         }
+        for (topic_id, name) in delta.changed_topic_configs() {
+            let Some(topic) = delta.after.topic(topic_id) else {
+                continue;
+            };
+            self.reconfigure(&name, &topic.configs);
+        }
         *applied = MetadataImage {
             applied_index: delta.applied_index,
             metadata: Arc::clone(&delta.after),
@@ -150,6 +156,24 @@ impl ReplicaManager {
             .unwrap_or_else(|p| p.into_inner())
             .insert(tp.clone(), Arc::clone(&partition));
         Ok(partition)
+    }
+
+    /// Gives every partition of topic `name` this broker holds the topic's new `configs`:
+    /// its produce checks and its log's segment, retention and flush settings.
+    fn reconfigure(&self, name: &str, configs: &BTreeMap<String, String>) {
+        let policy = self.produce_defaults.with_topic_configs(configs);
+        let log_config = self.logs.config().log.with_topic_configs(configs);
+        for partition in self.partitions() {
+            if partition.topic_partition().topic != name {
+                continue;
+            }
+            partition.set_policy(policy.clone());
+            if let Err(e) = partition.log().set_config(log_config.clone()) {
+                let tp = partition.topic_partition();
+                tracing::error!(%tp, error = %e, "could not apply the topic's new configs");
+            }
+        }
+        tracing::info!(topic = name, "applied the topic's new configs");
     }
 
     /// Stops serving `tp` and deletes its log.

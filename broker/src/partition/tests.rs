@@ -256,3 +256,44 @@ fn a_log_left_by_an_earlier_topic_of_the_same_name_is_never_served() {
     assert!(manager.partition(&tp).is_some(), "a live replica is kept");
     logs.shutdown().unwrap();
 }
+
+#[test]
+fn a_topic_config_change_reaches_its_partitions_produce_checks_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, manager) = manager(dir.path());
+    let mut metadata = Arc::new(ClusterMetadata::default());
+    change(&manager, &mut metadata, brokers(&[1]));
+    change(&manager, &mut metadata, topic("orders", 7, &[&[1], &[1]]));
+    let partitions: Vec<_> = (0..2)
+        .map(|i| {
+            manager
+                .partition(&TopicPartition::new("orders", i))
+                .unwrap()
+        })
+        .collect();
+    assert!(partitions[0].produce(records(1), 0).is_ok());
+
+    let configs = BTreeMap::from([
+        ("max.message.bytes".to_string(), "64".to_string()),
+        ("segment.bytes".to_string(), "65536".to_string()),
+    ]);
+    change(
+        &manager,
+        &mut metadata,
+        vec![MetadataRecord::TopicConfigs {
+            topic_id: Uuid::from_u128(7),
+            configs,
+        }],
+    );
+    for partition in &partitions {
+        assert!(matches!(
+            partition.produce(records(5), 0),
+            Err(PartitionError::Produce(ProduceError::MessageTooLarge {
+                limit: 64,
+                ..
+            }))
+        ));
+        assert_eq!(partition.log().config().segment_bytes, 65536);
+    }
+    logs.shutdown().unwrap();
+}
