@@ -192,6 +192,7 @@ impl Node {
                 controller: controller.view(),
                 replicas: Arc::clone(&replicas),
                 clock,
+                config: Arc::new(config.clone()),
             },
             stopped(stop.subscribe()),
         ));

@@ -42,6 +42,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use uuid::Uuid;
+
 use super::value::ConfigValue;
 use super::{ConfigError, LogConfig, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, StorageConfig, Voter};
 
@@ -424,6 +426,32 @@ impl NodeConfig {
             },
             ..StorageConfig::default()
         }
+    }
+
+    /// The per-topic configs (by Kafka name) whose default this node's configuration sets,
+    /// with their values: a topic that does not set one of them gets this value, not Kafka's
+    /// default.
+    pub fn topic_config_defaults(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("max.message.bytes", self.message_max_bytes.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("retention.bytes", self.log_retention_bytes.to_string()),
+            ("retention.ms", self.log_retention_ms.to_string()),
+            ("segment.bytes", self.log_segment_bytes.to_string()),
+        ])
+    }
+
+    /// The cluster's id as clients see it (Kafka's `cluster.id`): derived from the controller
+    /// voter list, which every node of a cluster shares, so every node reports the same id.
+    pub fn cluster_id(&self) -> String {
+        let voters: Vec<String> = self
+            .controller_voters
+            .iter()
+            .map(|v| format!("{}@{}", v.node_id, v.address))
+            .collect();
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, voters.join(",").as_bytes())
+            .simple()
+            .to_string()
     }
 
     /// The configuration once the listeners are bound: an advertised address that is the

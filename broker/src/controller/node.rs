@@ -123,6 +123,20 @@ impl ControllerView {
         self.inner.leader()
     }
 
+    /// Waits until the metadata this node has applied satisfies `condition`, for at most
+    /// `timeout`; returns whether it does. After a request to the active controller, this is
+    /// how a front end waits for the change to reach its own node.
+    pub async fn wait_for_metadata(
+        &self,
+        condition: impl Fn(&ClusterMetadata) -> bool,
+        timeout: Duration,
+    ) -> bool {
+        let mut images = self.inner.state_machine.watch();
+        tokio::time::timeout(timeout, images.wait_for(|image| condition(&image.metadata)))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+
     /// The quorum as this node sees it: leader, term, voters and learners.
     pub fn quorum_status(&self) -> QuorumStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();

@@ -7,7 +7,11 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{KafkaContext, MAX_REQUEST_BYTES, api_versions, fetch, metadata, produce, versions};
+use super::{
+    KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions, create_topics,
+    delete_topics, describe_cluster, describe_configs, fetch, incremental_alter_configs, metadata,
+    produce, versions,
+};
 
 /// Why a connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,28 @@ async fn answer(
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(0)),
         RequestKind::Metadata(request) => {
-            ResponseKind::Metadata(metadata::handle(&request, version, context))
+            ResponseKind::Metadata(metadata::handle(&request, version, context).await)
+        }
+        RequestKind::CreateTopics(request) => {
+            ResponseKind::CreateTopics(create_topics::handle(request, context).await)
+        }
+        RequestKind::DeleteTopics(request) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(request, context).await)
+        }
+        RequestKind::CreatePartitions(request) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(request, context).await)
+        }
+        RequestKind::DescribeConfigs(request) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(&request, context))
+        }
+        RequestKind::AlterConfigs(request) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(request, context).await)
+        }
+        RequestKind::IncrementalAlterConfigs(request) => ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(request, context).await,
+        ),
+        RequestKind::DescribeCluster(request) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(&request, context))
         }
         RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(request, context).await),
         RequestKind::Produce(request) => match produce::handle(request, context).await {

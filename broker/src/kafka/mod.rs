@@ -15,9 +15,16 @@
 //! - Optional tagged fields are left at their defaults, so older clients that parse tags
 //!   strictly read only what their version requires.
 
+mod alter_configs;
 mod api_versions;
 mod connection;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod incremental_alter_configs;
 mod metadata;
 mod produce;
 mod versions;
@@ -28,7 +35,8 @@ use kafka_protocol::ResponseError;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-use crate::controller::ControllerView;
+use crate::config::NodeConfig;
+use crate::controller::{ControllerError, ControllerView, ErrorKind};
 use crate::partition::{PartitionError, ProduceError, ReplicaManager};
 use crate::storage;
 
@@ -44,6 +52,57 @@ pub struct KafkaContext {
     pub replicas: Arc<ReplicaManager>,
     /// The broker's time (LogAppendTime, timestamp checks).
     pub clock: Arc<dyn Clock>,
+    /// The node's configuration: topic defaults, auto topic creation, its own id.
+    pub config: Arc<NodeConfig>,
+}
+
+/// How long an admin request waits for its change to reach this node's metadata when the
+/// client gives no timeout.
+const ADMIN_WAIT_DEFAULT_MS: u64 = 30_000;
+
+/// The client's timeout of an admin request, or the default for none (0 or less).
+fn admin_timeout(timeout_ms: i32) -> std::time::Duration {
+    let ms = u64::try_from(timeout_ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .unwrap_or(ADMIN_WAIT_DEFAULT_MS);
+    std::time::Duration::from_millis(ms)
+}
+
+/// The Kafka error code for the controller's refusal.
+fn controller_error(error: &ControllerError) -> ResponseError {
+    match error.kind() {
+        ErrorKind::InvalidTopicName => ResponseError::InvalidTopicException,
+        ErrorKind::TopicExists => ResponseError::TopicAlreadyExists,
+        ErrorKind::UnknownTopic => ResponseError::UnknownTopicOrPartition,
+        ErrorKind::InvalidPartitions => ResponseError::InvalidPartitions,
+        ErrorKind::InvalidReplicationFactor => ResponseError::InvalidReplicationFactor,
+        ErrorKind::InvalidConfig => ResponseError::InvalidConfig,
+        ErrorKind::InvalidRequest => ResponseError::InvalidRequest,
+        // The client may retry: an election is under way or the quorum is unreachable.
+        ErrorKind::NotController | ErrorKind::Unavailable | ErrorKind::Conflict => {
+            ResponseError::RequestTimedOut
+        }
+        ErrorKind::StaleIsrChange | ErrorKind::UnregisteredBroker => {
+            ResponseError::UnknownServerError
+        }
+    }
+}
+
+/// Splits a `host:port` address (IPv6 hosts in brackets) as Metadata responses give it.
+fn host_and_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port))
+}
+
+/// Kafka's config resource types (`ConfigResource.Type`).
+mod resource_type {
+    /// A topic's configs.
+    pub(super) const TOPIC: i8 = 2;
+    /// A broker's configs.
+    pub(super) const BROKER: i8 = 4;
 }
 
 /// The Kafka error code for a partition's refusal.

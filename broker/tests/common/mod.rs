@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod node;
+pub mod wire;
 
 use std::sync::Arc;
 
