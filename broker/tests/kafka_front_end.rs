@@ -268,3 +268,57 @@ async fn librdkafka_produces_with_acks_all_under_every_codec_and_consumes_it_bac
     assert_eq!(count, total);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_answers_the_request_in_flight_before_closing() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (node, bootstrap) = start_node(dir.path()).await;
+    node.controller()
+        .view()
+        .create_topic("quiet", 1, 1, BTreeMap::new())
+        .await
+        .unwrap();
+    let tp = TopicPartition::new("quiet", 0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.replicas().partition(&tp).is_none() {
+        assert!(std::time::Instant::now() < deadline, "the partition opens");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A fetch at the end of an empty partition waits up to its max_wait_ms for records.
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(3_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("quiet")))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let mut stream = TcpStream::connect(&bootstrap).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let response = common::wire::call(&mut stream, &fetch, 12).await;
+        // Then the connection is closed.
+        let mut byte = [0u8; 1];
+        let closed = stream.read(&mut byte).await.map_or(true, |n| n == 0);
+        (response, closed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    node.shutdown().await.unwrap();
+    let (response, closed) = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 0);
+    assert!(closed, "closed after the answer");
+    assert!(started.elapsed() < WAIT);
+}

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::{
     KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions, create_topics,
@@ -24,14 +25,25 @@ pub(super) enum ConnectionError {
     Protocol(String),
 }
 
-/// Serves one connection until the client closes it or breaks the protocol.
-pub(super) async fn run(stream: TcpStream, context: &KafkaContext) -> Result<(), ConnectionError> {
+/// Serves one connection until the client closes it, breaks the protocol, or `stopping`
+/// turns true; a request being answered then is answered first.
+pub(super) async fn run(
+    stream: TcpStream,
+    context: &KafkaContext,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut response = BytesMut::new();
     loop {
-        let length = match reader.read_i32().await {
+        // Between requests: the next one, or the broker stopping.
+        let next = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+            next = reader.read_i32() => next,
+        };
+        let length = match next {
             Ok(length) => length,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.into()),

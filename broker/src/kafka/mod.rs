@@ -30,9 +30,12 @@ mod produce;
 mod versions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -61,12 +64,12 @@ pub struct KafkaContext {
 const ADMIN_WAIT_DEFAULT_MS: u64 = 30_000;
 
 /// The client's timeout of an admin request, or the default for none (0 or less).
-fn admin_timeout(timeout_ms: i32) -> std::time::Duration {
+fn admin_timeout(timeout_ms: i32) -> Duration {
     let ms = u64::try_from(timeout_ms)
         .ok()
         .filter(|&ms| ms > 0)
         .unwrap_or(ADMIN_WAIT_DEFAULT_MS);
-    std::time::Duration::from_millis(ms)
+    Duration::from_millis(ms)
 }
 
 /// The Kafka error code for the controller's refusal.
@@ -130,23 +133,33 @@ fn partition_error(error: &PartitionError) -> ResponseError {
     }
 }
 
+/// How long a shutdown waits for the connections to finish the requests they are answering
+/// (a long-polling fetch waits at most its `max_wait_ms`) before it closes them anyway.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
 /// Serves the Kafka protocol on `listener` until `shutdown` completes; each connection runs
-/// on its own task.
+/// on its own task. At shutdown the listener stops accepting, and each connection answers
+/// the request it is working on and then closes, within [`SHUTDOWN_DRAIN`].
 pub async fn serve(
     listener: TcpListener,
     context: KafkaContext,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let context = Arc::new(context);
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
+            // Reap finished connections so the set does not grow with every client.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let context = Arc::clone(&context);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection::run(stream, &context).await {
+                    let stopping = stopping.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = connection::run(stream, &context, stopping).await {
                             tracing::debug!(%peer, error = %e, "Kafka connection closed");
                         }
                     });
@@ -154,9 +167,24 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors, say: wait a little rather than spin.
                     tracing::warn!(error = %e, "accepting a Kafka connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
+    }
+    drop(listener);
+    stop.send_replace(true);
+    let open = connections.len();
+    let drained = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open,
+            left = connections.len(),
+            "Kafka connections did not finish their requests in time; closing them"
+        );
+        connections.shutdown().await;
     }
 }
