@@ -93,3 +93,21 @@ pub async fn start(config: NodeConfig) -> Node {
     assert!(node.wait_until_live(WAIT).await, "the broker becomes live");
     node
 }
+
+/// Creates topic `name` with `partitions` partitions of one replica through `node`'s
+/// controller, and waits until the node serves all of them.
+pub async fn create_topic(node: &Node, name: &str, partitions: i32) {
+    node.controller()
+        .view()
+        .create_topic(name, partitions, 1, std::collections::BTreeMap::new())
+        .await
+        .expect("the topic is created");
+    let deadline = std::time::Instant::now() + WAIT;
+    for partition in 0..partitions {
+        let tp = weir_broker::storage::TopicPartition::new(name, partition);
+        while node.replicas().partition(&tp).is_none() {
+            assert!(std::time::Instant::now() < deadline, "{tp} opens in time");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
