@@ -385,3 +385,52 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_ids_are_never_given_twice_across_brokers_failover_and_restarts() {
+    let mut cluster = Cluster::start().await;
+    cluster.all_live().await;
+    let mut given = std::collections::BTreeSet::new();
+    let mut take = |id: i64| assert!(given.insert(id), "producer id {id} was given twice");
+
+    // Every broker takes ids from a block of its own; a learner's request goes to the leader.
+    for node in cluster.running() {
+        for _ in 0..3 {
+            take(node.view().next_producer_id().await.unwrap());
+        }
+    }
+    let metadata = cluster.converged().await;
+    assert_eq!(
+        metadata.next_producer_id(),
+        5 * 1000,
+        "one block per broker"
+    );
+
+    // The active controller stops: the next one continues after the last block handed out.
+    let old_leader = cluster.leader().await;
+    cluster.stop(old_leader).await;
+    let learner = cluster.node(5).view();
+    let block = learner.allocate_producer_ids(5, Uuid::from_u128(1)).await;
+    assert_eq!(
+        block.unwrap_err().kind(),
+        ErrorKind::UnregisteredBroker,
+        "only the registered incarnation gets ids"
+    );
+    for node in cluster.running() {
+        take(node.view().next_producer_id().await.unwrap());
+    }
+    // A restarted broker has lost its block: it takes a new one, never the old ids.
+    cluster.restart(old_leader).await;
+    cluster.all_live().await;
+    let restarted = cluster
+        .node(old_leader)
+        .view()
+        .next_producer_id()
+        .await
+        .unwrap();
+    take(restarted);
+    assert_eq!(restarted, 5000, "the first id of the sixth block");
+    let metadata = cluster.converged().await;
+    assert_eq!(metadata.next_producer_id(), 6000);
+    cluster.shutdown().await;
+}

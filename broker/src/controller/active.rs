@@ -138,6 +138,17 @@ impl Active {
                 self.write(vec![record]).await?;
                 Ok(Reply::Done)
             }
+            Request::AllocateProducerIds {
+                broker_id,
+                incarnation,
+            } => {
+                let _deciding = self.deciding.lock().await;
+                let metadata = self.current_metadata().await?;
+                let (record, block) =
+                    decisions::allocate_producer_ids(&metadata, broker_id, incarnation)?;
+                self.write(vec![record]).await?;
+                Ok(Reply::ProducerIds(block))
+            }
             Request::AlterPartition(proposal) => {
                 let _deciding = self.deciding.lock().await;
                 let metadata = self.current_metadata().await?;

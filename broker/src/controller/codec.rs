@@ -11,7 +11,8 @@ use weir_proto::internal::v1 as pb;
 
 use super::metadata::{ApplyError, ClusterMetadata};
 use super::records::{
-    BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord, TopicRecord,
+    BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
+    ProducerIdsRecord, TopicRecord,
 };
 
 /// Bytes that are not a valid encoded record or snapshot.
@@ -97,7 +98,11 @@ pub(crate) fn snapshot_to_pb(metadata: &ClusterMetadata) -> pb::MetadataSnapshot
                 .collect(),
         })
         .collect();
-    pb::MetadataSnapshot { brokers, topics }
+    pb::MetadataSnapshot {
+        brokers,
+        topics,
+        producer_ids: metadata.producer_ids().map(producer_ids_to_pb),
+    }
 }
 
 /// Metadata from its snapshot message, replayed as records so that `apply` checks it.
@@ -125,6 +130,11 @@ pub(crate) fn snapshot_from_pb(
         for partition in topic.partitions {
             records.push(MetadataRecord::Partition(partition_from_pb(partition)?));
         }
+    }
+    if let Some(producer_ids) = snapshot.producer_ids {
+        records.push(MetadataRecord::ProducerIds(producer_ids_from_pb(
+            producer_ids,
+        )?));
     }
     let mut metadata = ClusterMetadata::default();
     for record in &records {
@@ -169,6 +179,7 @@ pub(crate) fn record_to_pb(record: &MetadataRecord) -> pb::MetadataRecord {
                 configs: configs.clone(),
             })
         }
+        MetadataRecord::ProducerIds(record) => Record::ProducerIds(producer_ids_to_pb(record)),
     };
     pb::MetadataRecord {
         record: Some(record),
@@ -204,6 +215,23 @@ pub(crate) fn record_from_pb(record: pb::MetadataRecord) -> Result<MetadataRecor
             topic_id: uuid_from_pb("topic_id", &configs.topic_id)?,
             configs: configs.configs,
         },
+        Record::ProducerIds(record) => MetadataRecord::ProducerIds(producer_ids_from_pb(record)?),
+    })
+}
+
+fn producer_ids_to_pb(record: &ProducerIdsRecord) -> pb::ProducerIdsRecord {
+    pb::ProducerIdsRecord {
+        broker_id: record.broker_id,
+        incarnation: uuid_to_pb(&record.incarnation),
+        next_producer_id: record.next_producer_id,
+    }
+}
+
+fn producer_ids_from_pb(record: pb::ProducerIdsRecord) -> Result<ProducerIdsRecord, CodecError> {
+    Ok(ProducerIdsRecord {
+        broker_id: record.broker_id,
+        incarnation: uuid_from_pb("incarnation", &record.incarnation)?,
+        next_producer_id: record.next_producer_id,
     })
 }
 
@@ -357,6 +385,16 @@ mod tests {
                 configs: BTreeMap::new(),
             }),
             MetadataRecord::RemoveTopic { topic_id: id(8) },
+            MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: 2,
+                incarnation: id(102),
+                next_producer_id: 1000,
+            }),
+            MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: 1,
+                incarnation: id(101),
+                next_producer_id: 2000,
+            }),
         ]
     }
 
@@ -379,6 +417,11 @@ mod tests {
         }
         let bytes = encode_snapshot(&metadata);
         assert_eq!(decode_snapshot(&bytes), Ok(metadata.clone()));
+        assert_eq!(
+            decode_snapshot(&bytes).unwrap().next_producer_id(),
+            2000,
+            "producer ids handed out survive a snapshot"
+        );
         assert_eq!(
             encode_snapshot(&decode_snapshot(&bytes).unwrap()),
             bytes,
@@ -414,6 +457,7 @@ mod tests {
         );
         // A snapshot whose partition names a topic it does not hold.
         let orphan = pb::MetadataSnapshot {
+            producer_ids: None,
             brokers: vec![],
             topics: vec![pb::TopicState {
                 topic: Some(topic_to_pb(&TopicRecord {

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::metadata::{ClusterMetadata, Partition};
 use super::records::{
-    BrokerId, MetadataRecord, PartitionChangeRecord, PartitionRecord, TopicRecord,
+    BrokerId, MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
+    TopicRecord,
 };
 use crate::topic_config::{self, TopicConfigError};
 
@@ -21,6 +22,9 @@ pub const PARTITIONS_PER_REQUEST_MAX: i32 = 10_000;
 
 /// The topic config that lets an out-of-sync replica lead when no ISR member is live.
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
+/// How many producer ids a broker gets at a time (Kafka's block size, KIP-730).
+pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
 
 /// Why the controller refuses a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +74,27 @@ pub enum DecisionError {
         current: i32,
         /// The total asked for.
         requested: i32,
+    },
+    /// A broker that is not registered (or not with this incarnation) asked for producer ids
+    /// (Kafka's STALE_BROKER_EPOCH).
+    #[error(
+        "broker {broker_id} is not registered with incarnation {incarnation}; it gets producer \
+         ids once it has registered"
+    )]
+    UnregisteredBroker {
+        /// The broker.
+        broker_id: BrokerId,
+        /// The incarnation it asked as.
+        incarnation: Uuid,
+    },
+    /// Every producer id up to `i64::MAX` was handed out.
+    #[error(
+        "producer ids are exhausted: the next block would start at {next} and pass {}",
+        i64::MAX
+    )]
+    ProducerIdsExhausted {
+        /// The first id not handed out.
+        next: i64,
     },
 }
 
@@ -307,6 +332,56 @@ pub fn alter_topic_configs(
         topic_id: topic.id,
         configs,
     })
+}
+
+/// A block of producer ids a broker may hand to idempotent producers: `first` up to
+/// `first + size`, exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    /// The first id of the block.
+    pub first: i64,
+    /// How many ids it holds.
+    pub size: i32,
+}
+
+impl ProducerIdBlock {
+    /// The first id after the block.
+    pub fn end(&self) -> i64 {
+        self.first + i64::from(self.size)
+    }
+}
+
+/// The next block of producer ids for broker `broker_id`, and the record that hands it out
+/// (Kafka's ProducerIdControlManager): blocks follow each other, so no id is given twice,
+/// through any change of active controller. Only a registered incarnation gets one.
+pub fn allocate_producer_ids(
+    metadata: &ClusterMetadata,
+    broker_id: BrokerId,
+    incarnation: Uuid,
+) -> Result<(MetadataRecord, ProducerIdBlock), DecisionError> {
+    if metadata
+        .broker(broker_id)
+        .is_none_or(|b| b.incarnation != incarnation)
+    {
+        return Err(DecisionError::UnregisteredBroker {
+            broker_id,
+            incarnation,
+        });
+    }
+    let block = ProducerIdBlock {
+        first: metadata.next_producer_id(),
+        size: PRODUCER_ID_BLOCK_SIZE,
+    };
+    let next_producer_id = block
+        .first
+        .checked_add(i64::from(block.size))
+        .ok_or(DecisionError::ProducerIdsExhausted { next: block.first })?;
+    let record = MetadataRecord::ProducerIds(ProducerIdsRecord {
+        broker_id,
+        incarnation,
+        next_producer_id,
+    });
+    Ok((record, block))
 }
 
 /// Partition records for `placement`, numbered from `first`: every replica in the ISR, the
@@ -796,6 +871,77 @@ mod tests {
         assert_eq!(
             alter_topic_configs(&metadata, "missing", &[]).unwrap_err(),
             DecisionError::UnknownTopic("missing".into())
+        );
+    }
+
+    #[test]
+    fn producer_id_blocks_follow_each_other_and_go_to_registered_brokers_only() {
+        let mut metadata = cluster(2);
+        let incarnation = |id: BrokerId| Uuid::from_u128(1000 + id as u128);
+        let (record, block) = allocate_producer_ids(&metadata, 2, incarnation(2)).unwrap();
+        assert_eq!(
+            block,
+            ProducerIdBlock {
+                first: 0,
+                size: 1000
+            }
+        );
+        assert_eq!(
+            record,
+            MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: 2,
+                incarnation: incarnation(2),
+                next_producer_id: 1000,
+            })
+        );
+        apply_all(&mut metadata, &[record]);
+        let (record, block) = allocate_producer_ids(&metadata, 1, incarnation(1)).unwrap();
+        assert_eq!(
+            block,
+            ProducerIdBlock {
+                first: 1000,
+                size: 1000
+            }
+        );
+        assert_eq!(block.end(), 2000);
+        apply_all(&mut metadata, std::slice::from_ref(&record));
+        assert_eq!(metadata.next_producer_id(), 2000);
+        // The same record again would hand the block out twice: refused.
+        assert_eq!(
+            metadata.apply(&record),
+            Err(crate::controller::ApplyError::ProducerIdsNotGrowing {
+                current: 2000,
+                given: 2000,
+            })
+        );
+
+        // An earlier incarnation, or a broker never registered, gets nothing.
+        assert_eq!(
+            allocate_producer_ids(&metadata, 1, Uuid::from_u128(5)),
+            Err(DecisionError::UnregisteredBroker {
+                broker_id: 1,
+                incarnation: Uuid::from_u128(5),
+            })
+        );
+        assert!(matches!(
+            allocate_producer_ids(&metadata, 9, incarnation(9)),
+            Err(DecisionError::UnregisteredBroker { broker_id: 9, .. })
+        ));
+
+        // The last ids below i64::MAX are never passed.
+        apply_all(
+            &mut metadata,
+            &[MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: 1,
+                incarnation: incarnation(1),
+                next_producer_id: i64::MAX - 10,
+            })],
+        );
+        assert_eq!(
+            allocate_producer_ids(&metadata, 1, incarnation(1)),
+            Err(DecisionError::ProducerIdsExhausted {
+                next: i64::MAX - 10
+            })
         );
     }
 }

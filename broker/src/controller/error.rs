@@ -100,6 +100,8 @@ impl ControllerError {
                 DecisionError::ReplicationFactorTooHigh { .. }
                 | DecisionError::InvalidReplicationFactor(_) => ErrorKind::InvalidReplicationFactor,
                 DecisionError::IsrChange(_) => ErrorKind::StaleIsrChange,
+                DecisionError::UnregisteredBroker { .. } => ErrorKind::UnregisteredBroker,
+                DecisionError::ProducerIdsExhausted { .. } => ErrorKind::InvalidRequest,
             },
             ControllerError::Conflict(_) => ErrorKind::Conflict,
             ControllerError::Unregistered { .. } => ErrorKind::UnregisteredBroker,

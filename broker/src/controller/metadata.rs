@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::records::{
     BrokerId, BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
-    TopicRecord,
+    ProducerIdsRecord, TopicRecord,
 };
 
 /// A registered broker.
@@ -64,6 +64,8 @@ pub struct ClusterMetadata {
     brokers: BTreeMap<BrokerId, Broker>,
     topics: BTreeMap<Uuid, Topic>,
     topic_ids: BTreeMap<String, Uuid>,
+    /// The last block of producer ids handed out, if any.
+    producer_ids: Option<ProducerIdsRecord>,
 }
 
 /// A record that does not fit the metadata it is applied to.
@@ -95,6 +97,12 @@ pub enum ApplyError {
         partition: i32,
         problem: &'static str,
     },
+    /// A block of producer ids that does not start after the blocks already handed out.
+    #[error(
+        "producer ids up to {given} were handed out, but ids below {current} already were: \
+         producer ids only grow"
+    )]
+    ProducerIdsNotGrowing { current: i64, given: i64 },
 }
 
 impl ClusterMetadata {
@@ -136,6 +144,17 @@ impl ClusterMetadata {
                     .get_mut(topic_id)
                     .ok_or(ApplyError::UnknownTopic(*topic_id))?;
                 topic.configs = configs.clone();
+                Ok(())
+            }
+            MetadataRecord::ProducerIds(record) => {
+                let current = self.next_producer_id();
+                if record.next_producer_id <= current {
+                    return Err(ApplyError::ProducerIdsNotGrowing {
+                        current,
+                        given: record.next_producer_id,
+                    });
+                }
+                self.producer_ids = Some(record.clone());
                 Ok(())
             }
         }
@@ -288,6 +307,18 @@ impl ClusterMetadata {
     /// Every topic, by id.
     pub fn topics(&self) -> impl Iterator<Item = &Topic> {
         self.topics.values()
+    }
+
+    /// The first producer id not yet handed to any broker (0 before the first block).
+    pub fn next_producer_id(&self) -> i64 {
+        self.producer_ids
+            .as_ref()
+            .map_or(0, |record| record.next_producer_id)
+    }
+
+    /// The last block of producer ids handed out, if any.
+    pub fn producer_ids(&self) -> Option<&ProducerIdsRecord> {
+        self.producer_ids.as_ref()
     }
 }
 

@@ -25,6 +25,7 @@ mod error;
 mod metadata;
 mod metrics;
 mod node;
+mod producer_ids;
 pub mod raft;
 mod records;
 mod rpc;
@@ -32,13 +33,13 @@ mod subscription;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use decisions::ConfigChange;
+pub use decisions::{ConfigChange, ProducerIdBlock};
 pub use error::{ControllerError, ErrorKind};
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};
 pub use node::{BrokerStatus, Controller, ControllerConfig, ControllerView, QuorumStatus};
 pub use records::{
     BrokerId, BrokerRecord, Endpoints, MetadataRecord, PartitionChangeRecord, PartitionRecord,
-    TopicRecord,
+    ProducerIdsRecord, TopicRecord,
 };
 pub use rpc::AlteredPartition;
 pub use subscription::{

@@ -24,10 +24,11 @@ use weir_proto::internal::v1::controller_raft_server::ControllerRaftServer;
 use weir_proto::internal::v1::controller_server::ControllerServer;
 
 use super::active::Active;
-use super::decisions::{ConfigChange, IsrProposal};
+use super::decisions::{ConfigChange, IsrProposal, ProducerIdBlock};
 use super::error::{ControllerError, ErrorKind};
 use super::metadata::ClusterMetadata;
 use super::metrics;
+use super::producer_ids::ProducerIds;
 use super::raft::{LogStore, NetworkFactory, RaftService, StateMachine, TypeConfig};
 use super::records::{BrokerId, BrokerRecord};
 use super::rpc::{AlteredPartition, ControllerService, Peers, Reply, Request};
@@ -219,6 +220,33 @@ impl ControllerView {
         }
     }
 
+    /// Hands broker `broker_id` (incarnation `incarnation`) the next block of producer ids
+    /// (KIP-730). It is committed when this returns, so no other broker gets those ids.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+    ) -> Result<ProducerIdBlock, ControllerError> {
+        let request = Request::AllocateProducerIds {
+            broker_id,
+            incarnation,
+        };
+        match self.inner.route(request).await? {
+            Reply::ProducerIds(block) => Ok(block),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A producer id no other producer in the cluster has, for an idempotent producer: the
+    /// next of this node's block, asking the active controller for a new block when it is
+    /// used up. Refused on a node that does not run as a broker.
+    pub async fn next_producer_id(&self) -> Result<i64, ControllerError> {
+        self.inner
+            .producer_ids
+            .next(|broker_id, incarnation| self.allocate_producer_ids(broker_id, incarnation))
+            .await
+    }
+
     /// A partition leader's ISR change. It takes effect once committed, which it is when
     /// this returns; a proposal made at stale epochs is refused.
     pub async fn alter_partition(
@@ -241,6 +269,8 @@ pub(crate) struct Inner {
     active: Active,
     peers: Peers,
     request_timeout: Duration,
+    /// This node's producer ids, once it runs as a broker.
+    producer_ids: ProducerIds,
 }
 
 impl std::fmt::Debug for Controller {
@@ -306,6 +336,7 @@ impl Controller {
             state_machine,
             peers: Peers::default(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            producer_ids: ProducerIds::default(),
         });
 
         let (stop_server, stopped) = oneshot::channel::<()>();
@@ -453,6 +484,9 @@ impl Controller {
     /// heartbeats every `heartbeat_interval`, registering again if the controller no longer
     /// knows this incarnation. [`broker_status`](Self::broker_status) follows the outcome.
     pub fn start_broker(&self, record: BrokerRecord, heartbeat_interval: Duration) {
+        self.inner
+            .producer_ids
+            .set_broker(record.broker_id, record.incarnation);
         let task = tokio::spawn(run_broker(
             Arc::clone(&self.inner),
             record,

@@ -79,6 +79,19 @@ pub struct PartitionChangeRecord {
     pub replicas: Option<Vec<BrokerId>>,
 }
 
+/// A block of producer ids handed to a broker (Kafka's ProducerIdsRecord, KIP-730). The ids
+/// from the previous record's `next_producer_id` (0 before the first) up to this one's,
+/// exclusive, are that broker's to give to idempotent producers; no other broker gets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerIdsRecord {
+    /// The broker the block was given to.
+    pub broker_id: BrokerId,
+    /// The incarnation of that broker that asked.
+    pub incarnation: Uuid,
+    /// The first id of the next block.
+    pub next_producer_id: i64,
+}
+
 /// One record of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataRecord {
@@ -116,4 +129,6 @@ pub enum MetadataRecord {
         /// Every per-topic config that differs from the broker defaults, by Kafka name.
         configs: BTreeMap<String, String>,
     },
+    /// A block of producer ids was handed to a broker.
+    ProducerIds(ProducerIdsRecord),
 }

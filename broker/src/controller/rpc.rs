@@ -13,7 +13,7 @@ use weir_proto::internal::v1::controller_client::ControllerClient;
 use weir_proto::internal::v1::controller_failure::Kind;
 
 use super::codec::{broker_from_pb, broker_to_pb, uuid_from_pb, uuid_to_pb};
-use super::decisions::{ConfigChange, IsrProposal};
+use super::decisions::{ConfigChange, IsrProposal, ProducerIdBlock};
 use super::error::{ControllerError, ErrorKind};
 use super::node::Inner;
 use super::records::{BrokerId, BrokerRecord};
@@ -48,6 +48,10 @@ pub(crate) enum Request {
         name: String,
         changes: Vec<ConfigChange>,
     },
+    AllocateProducerIds {
+        broker_id: BrokerId,
+        incarnation: Uuid,
+    },
 }
 
 /// The active controller's answer to a [`Request`].
@@ -57,6 +61,7 @@ pub(crate) enum Reply {
     Heartbeat { fenced: bool },
     TopicCreated(Uuid),
     PartitionAltered(AlteredPartition),
+    ProducerIds(ProducerIdBlock),
     Done,
 }
 
@@ -82,6 +87,7 @@ impl Request {
             Request::CreatePartitions { .. } => "partition creation",
             Request::AlterPartition(_) => "ISR change",
             Request::AlterTopicConfigs { .. } => "topic config change",
+            Request::AllocateProducerIds { .. } => "producer id allocation",
         }
     }
 
@@ -134,6 +140,13 @@ impl Request {
                     changes: changes.iter().map(config_change_to_pb).collect(),
                 })
             }
+            Request::AllocateProducerIds {
+                broker_id,
+                incarnation,
+            } => R::AllocateProducerIds(pb::AllocateProducerIdsRequest {
+                broker_id: *broker_id,
+                incarnation: uuid_to_pb(incarnation),
+            }),
         };
         pb::ControllerRequest {
             forwarded,
@@ -186,6 +199,10 @@ impl Request {
                     .map(config_change_from_pb)
                     .collect::<Result<_, _>>()?,
             },
+            R::AllocateProducerIds(allocate) => Request::AllocateProducerIds {
+                broker_id: allocate.broker_id,
+                incarnation: uuid_from_pb("incarnation", &allocate.incarnation).map_err(bad)?,
+            },
         })
     }
 }
@@ -236,6 +253,10 @@ fn reply_to_pb(result: Result<Reply, ControllerError>) -> pb::ControllerReply {
             partition_epoch: altered.partition_epoch,
             isr: altered.isr,
         }),
+        Ok(Reply::ProducerIds(block)) => R::AllocateProducerIds(pb::AllocateProducerIdsReply {
+            first_producer_id: block.first,
+            size: block.size,
+        }),
         Ok(Reply::Done) => R::Done(pb::RaftBlank {}),
         Err(error) => R::Failure(pb::ControllerFailure {
             kind: kind_to_pb(error.kind()) as i32,
@@ -269,6 +290,10 @@ fn reply_from_pb(reply: pb::ControllerReply) -> Result<Reply, ControllerError> {
             leader_epoch: r.leader_epoch,
             partition_epoch: r.partition_epoch,
             isr: r.isr,
+        })),
+        R::AllocateProducerIds(r) => Ok(Reply::ProducerIds(ProducerIdBlock {
+            first: r.first_producer_id,
+            size: r.size,
         })),
         R::Done(_) => Ok(Reply::Done),
     }
@@ -447,6 +472,10 @@ mod tests {
                     ConfigChange::Subtract("cleanup.policy".into(), "delete".into()),
                 ],
             },
+            Request::AllocateProducerIds {
+                broker_id: 4,
+                incarnation: Uuid::from_u128(9),
+            },
         ];
         for request in requests {
             let pb = request.to_pb(true);
@@ -461,6 +490,10 @@ mod tests {
                 leader_epoch: 1,
                 partition_epoch: 2,
                 isr: vec![1, 2],
+            }),
+            Reply::ProducerIds(ProducerIdBlock {
+                first: 3000,
+                size: 1000,
             }),
             Reply::Done,
         ];
