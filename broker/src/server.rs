@@ -167,11 +167,10 @@ impl Node {
                 .map_err(|_| ServerError::Config("message_max_bytes must be positive".into()))?,
             ..ProducePolicy::default()
         };
-        let replicas = Arc::new(ReplicaManager::new(
-            config.node_id,
-            Arc::clone(&logs),
-            produce_defaults,
-        ));
+        let replicas = Arc::new(
+            ReplicaManager::new(config.node_id, Arc::clone(&logs), produce_defaults)
+                .with_producer_state(config.producer_state_config()),
+        );
         let mut background = vec![
             tokio::spawn(report_broker_status(controller.broker_status(), node_id)),
             tokio::spawn(Arc::clone(&replicas).run(controller.subscribe())),
@@ -266,6 +265,12 @@ impl Node {
             tracing::warn!(error = %e, "storage maintenance panicked");
         }
         self.controller.shutdown().await?;
+        // The partitions stopped changing with the listeners and the controller.
+        let replicas = Arc::clone(&self.replicas);
+        match tokio::task::spawn_blocking(move || replicas.shutdown()).await {
+            Ok(written) => tracing::info!(written, "wrote producer state snapshots"),
+            Err(e) => tracing::warn!(error = %e, "writing producer state snapshots panicked"),
+        }
         let logs = self.logs;
         let dir = logs.config().data_dir.display().to_string();
         tokio::task::spawn_blocking(move || logs.shutdown())

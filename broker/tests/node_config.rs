@@ -164,6 +164,9 @@ fn no_arguments_is_one_node_on_localhost() {
     assert_eq!(config.log_retention_ms, 7 * 24 * 60 * 60 * 1000);
     assert_eq!(config.log_retention_bytes, -1);
     assert_eq!(config.message_max_bytes, 1_048_588);
+    assert_eq!(config.producer_id_expiration_ms, 86_400_000);
+    assert_eq!(config.producer_id_expiration_check_interval_ms, 600_000);
+    assert_eq!(config.producer_snapshot_check_interval_ms, 10_000);
     assert_eq!(config.broker_session_timeout_ms, 9000);
     assert_eq!(config.broker_heartbeat_interval_ms, 2000);
     assert_eq!(config.controller_heartbeat_interval_ms, 100);
@@ -503,6 +506,13 @@ fn bad_values_name_their_key_and_where_they_were_set() {
         &[],
         &[],
         "message_max_bytes",
+        "at least 1",
+    );
+    check(
+        "",
+        &[("WEIR_PRODUCER_ID_EXPIRATION_MS", "0")],
+        &[],
+        "producer_id_expiration_ms",
         "at least 1",
     );
     check("rack = \" \"", &[], &[], "rack", "must not be blank");

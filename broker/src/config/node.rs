@@ -277,6 +277,15 @@ node_config! {
     /// The largest record batch a topic accepts, for topics that do not set
     /// `max.message.bytes`. Kafka: `message.max.bytes`.
     message_max_bytes: i32 = 1_048_588;
+    /// An idempotent producer whose last batch in a partition is this old is forgotten there
+    /// (a retry after that is written again). Kafka: `producer.id.expiration.ms`.
+    producer_id_expiration_ms: i64 = 86_400_000;
+    /// How often partitions look for producers to forget.
+    /// Kafka: `producer.id.expiration.check.interval.ms`.
+    producer_id_expiration_check_interval_ms: u64 = 600_000;
+    /// How often each partition checks whether its log rolled a segment since its last
+    /// producer state snapshot, and writes one if so (what bounds the log read at start).
+    producer_snapshot_check_interval_ms: u64 = 10_000;
     /// A broker whose heartbeats stop for this long is fenced by the controller.
     /// Kafka: `broker.session.timeout.ms`.
     broker_session_timeout_ms: u64 = 9000;
@@ -425,6 +434,15 @@ impl NodeConfig {
                 ..LogConfig::default()
             },
             ..StorageConfig::default()
+        }
+    }
+
+    /// How the partitions keep their idempotent producers' state.
+    pub fn producer_state_config(&self) -> crate::partition::ProducerStateConfig {
+        crate::partition::ProducerStateConfig {
+            expiration_ms: self.producer_id_expiration_ms,
+            expiration_check_interval_ms: self.producer_id_expiration_check_interval_ms,
+            snapshot_check_interval_ms: self.producer_snapshot_check_interval_ms,
         }
     }
 
@@ -675,8 +693,22 @@ impl NodeConfig {
 
     /// Heartbeats, sessions and elections.
     fn validate_timing(&self) -> Result<(), ConfigError> {
+        check(
+            self.producer_id_expiration_ms >= 1,
+            "producer_id_expiration_ms",
+            self.producer_id_expiration_ms,
+            || "must be at least 1".into(),
+        )?;
         let positive = [
             ("broker_session_timeout_ms", self.broker_session_timeout_ms),
+            (
+                "producer_id_expiration_check_interval_ms",
+                self.producer_id_expiration_check_interval_ms,
+            ),
+            (
+                "producer_snapshot_check_interval_ms",
+                self.producer_snapshot_check_interval_ms,
+            ),
             (
                 "broker_heartbeat_interval_ms",
                 self.broker_heartbeat_interval_ms,

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use super::{
     KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions, create_topics,
-    delete_topics, describe_cluster, describe_configs, fetch, incremental_alter_configs, metadata,
-    produce, versions,
+    delete_topics, describe_cluster, describe_configs, fetch, incremental_alter_configs,
+    init_producer_id, metadata, produce, versions,
 };
 
 /// Why a connection was closed.
@@ -132,6 +132,9 @@ async fn answer(
         ),
         RequestKind::DescribeCluster(request) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(&request, context))
+        }
+        RequestKind::InitProducerId(request) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(&request, context).await)
         }
         RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(request, context).await),
         RequestKind::Produce(request) => match produce::handle(request, context).await {

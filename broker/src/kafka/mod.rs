@@ -25,6 +25,7 @@ mod describe_cluster;
 mod describe_configs;
 mod fetch;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod metadata;
 mod produce;
 mod versions;
@@ -40,7 +41,7 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::controller::{ControllerError, ControllerView, ErrorKind};
-use crate::partition::{PartitionError, ProduceError, ReplicaManager};
+use crate::partition::{PartitionError, ProduceError, ProducerStateError, ReplicaManager};
 use crate::storage;
 
 /// The largest request a client may send, in bytes (Kafka's `socket.request.max.bytes`).
@@ -120,6 +121,16 @@ fn partition_error(error: &PartitionError) -> ResponseError {
             ProduceError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
             ProduceError::InvalidRecord { .. } => ResponseError::InvalidRecord,
             ProduceError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        },
+        PartitionError::Producer(refusal) => match refusal {
+            ProducerStateError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            ProducerStateError::OutOfOrderSequence { .. }
+            | ProducerStateError::NewEpochNotAtZero { .. } => {
+                ResponseError::OutOfOrderSequenceNumber
+            }
+            ProducerStateError::MissingSequence { .. } | ProducerStateError::MixedRetry { .. } => {
+                ResponseError::InvalidRecord
+            }
         },
         PartitionError::Storage(e) => match e {
             storage::Error::InvalidBatch { .. } | storage::Error::EmptyAppend => {

@@ -57,10 +57,11 @@ pub(super) async fn handle(
                 ));
                 continue;
             }
-            let log_append_time = if partition.appends_log_time() {
-                now_ms
-            } else {
-                -1
+            // A retry (nothing appended) answers with the stored batches' time.
+            let log_append_time = match (partition.appends_log_time(), appended.batch_count) {
+                (false, _) => -1,
+                (true, 0) => appended.max_timestamp,
+                (true, _) => now_ms,
             };
             partitions.push(
                 response

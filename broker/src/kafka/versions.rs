@@ -16,6 +16,8 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    // 6 adds two-phase commit of transactions (KIP-939), which Weir does not serve.
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The versions of `key` this broker serves, if it serves it.

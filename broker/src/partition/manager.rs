@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::producer_log::{ProducerStateManager, SnapshotWhen};
 use super::{Partition, ProducePolicy};
 use crate::controller::{
     BrokerId, ClusterMetadata, MetadataDelta, MetadataImage, MetadataSubscription,
@@ -16,6 +18,29 @@ use crate::storage::{self, LogManager, TopicPartition, sync_directory};
 /// The file in a log directory that names the topic id the log belongs to.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
+/// How the partitions keep their idempotent producers' state. The defaults are Kafka's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStateConfig {
+    /// A producer whose last batch is this old is forgotten. Kafka: `producer.id.expiration.ms`.
+    pub expiration_ms: i64,
+    /// How often expired producers are looked for. Kafka:
+    /// `producer.id.expiration.check.interval.ms`.
+    pub expiration_check_interval_ms: u64,
+    /// How often each partition checks whether its log rolled a segment since its last
+    /// producer state snapshot, and writes one if so.
+    pub snapshot_check_interval_ms: u64,
+}
+
+impl Default for ProducerStateConfig {
+    fn default() -> Self {
+        Self {
+            expiration_ms: 86_400_000,
+            expiration_check_interval_ms: 600_000,
+            snapshot_check_interval_ms: 10_000,
+        }
+    }
+}
+
 /// Every partition replica this broker holds.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -23,6 +48,7 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     /// The broker's produce limits, which topic configs override.
     produce_defaults: ProducePolicy,
+    producer_state: ProducerStateConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The last metadata applied; held while applying, so orphan removal never races a
     /// partition being created.
@@ -41,9 +67,16 @@ impl ReplicaManager {
             broker,
             logs,
             produce_defaults,
+            producer_state: ProducerStateConfig::default(),
             partitions: RwLock::new(HashMap::new()),
             applied: Mutex::new(MetadataImage::default()),
         }
+    }
+
+    /// This manager, keeping idempotent producers' state as `config` says.
+    pub fn with_producer_state(mut self, config: ProducerStateConfig) -> ReplicaManager {
+        self.producer_state = config;
+        self
     }
 
     /// The partition, if this broker holds a replica of it.
@@ -65,16 +98,77 @@ impl ReplicaManager {
 
     /// Follows committed metadata until the subscription ends: each change creates, updates
     /// or removes partitions. A change that fails for one partition (a full disk, say) is
-    /// logged and the others go on; the next change of that partition tries again.
+    /// logged and the others go on; the next change of that partition tries again. Meanwhile
+    /// expires idle producers and snapshots producer state on the configured intervals.
     pub async fn run(self: Arc<Self>, mut subscription: MetadataSubscription) {
-        while let Some(delta) = subscription.next().await {
+        let every = |ms: u64| {
+            let mut interval = tokio::time::interval(Duration::from_millis(ms.max(1)));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        };
+        let mut expirations = every(self.producer_state.expiration_check_interval_ms);
+        let mut snapshots = every(self.producer_state.snapshot_check_interval_ms);
+        loop {
             let manager = Arc::clone(&self);
-            // Opening and deleting logs touches the disk.
-            let applied = tokio::task::spawn_blocking(move || manager.apply(&delta)).await;
-            if let Err(e) = applied {
-                tracing::error!(error = %e, "applying a metadata change panicked");
+            // Opening and deleting logs, and snapshots, touch the disk.
+            let work = tokio::select! {
+                delta = subscription.next() => match delta {
+                    Some(delta) => tokio::task::spawn_blocking(move || manager.apply(&delta)),
+                    None => return,
+                },
+                _ = expirations.tick() => tokio::task::spawn_blocking(move || {
+                    manager.remove_expired_producers();
+                }),
+                _ = snapshots.tick() => tokio::task::spawn_blocking(move || {
+                    manager.snapshot_producers(SnapshotWhen::AfterRoll);
+                }),
+            };
+            if let Err(e) = work.await {
+                tracing::error!(error = %e, "partition maintenance panicked");
             }
         }
+    }
+
+    /// Forgets, in every partition, producers idle for longer than the expiration time;
+    /// returns how many.
+    pub fn remove_expired_producers(&self) -> usize {
+        let now_ms = self.logs.clock().now_ms();
+        let expiration_ms = self.producer_state.expiration_ms;
+        let mut removed = 0;
+        for partition in self.partitions() {
+            let expired = partition.remove_expired_producers(now_ms, expiration_ms);
+            if expired > 0 {
+                let tp = partition.topic_partition();
+                tracing::info!(%tp, expired, "forgot idle producers");
+            }
+            removed += expired;
+        }
+        removed
+    }
+
+    /// Writes producer state snapshots of every partition: at shutdown, of each whose log
+    /// moved since its last one, so the next start reads no log; otherwise of each whose log
+    /// rolled a segment since. Returns how many it wrote; a failure is logged.
+    pub(crate) fn snapshot_producers(&self, when: SnapshotWhen) -> usize {
+        let mut written = 0;
+        for partition in self.partitions() {
+            match partition.snapshot_producers(when) {
+                Ok(Some(_)) => written += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    let tp = partition.topic_partition();
+                    tracing::warn!(%tp, error = %e, "writing a producer state snapshot failed");
+                }
+            }
+        }
+        written
+    }
+
+    /// Snapshots every partition's producer state at its log end, so that the next start
+    /// reads it back without reading the logs; call it before the logs are closed. Returns
+    /// how many snapshots it wrote.
+    pub fn shutdown(&self) -> usize {
+        self.snapshot_producers(SnapshotWhen::Moved)
     }
 
     /// Applies one change of the committed metadata to this broker's partitions.
@@ -143,6 +237,18 @@ impl ReplicaManager {
             }
             None => write_topic_id(log.dir(), topic_id)?,
         }
+        let now_ms = self.logs.clock().now_ms();
+        let (producers, loaded) =
+            ProducerStateManager::load(&log, now_ms, self.producer_state.expiration_ms)?;
+        tracing::info!(
+            %tp,
+            from_snapshot = loaded.snapshot_offset.is_some(),
+            snapshot_offset = loaded.snapshot_offset.unwrap_or(-1),
+            batches_scanned = loaded.batches_scanned,
+            producers = loaded.producers,
+            expired = loaded.expired,
+            "producer state loaded"
+        );
         let partition = Arc::new(Partition::new(
             tp.clone(),
             topic_id,
@@ -150,6 +256,7 @@ impl ReplicaManager {
             log,
             state,
             policy,
+            producers,
         ));
         self.partitions
             .write()

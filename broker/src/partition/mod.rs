@@ -10,12 +10,18 @@
 //! - The high watermark never moves back on a leader.
 //! - A log directory belongs to one topic id (`partition.metadata`): a log left by an earlier
 //!   topic of the same name is removed, never served as the new topic's.
+//! - Every append, a leader's or a follower's, holds the partition's producer state lock and
+//!   records its batches there before releasing it; a producer's batches are checked against
+//!   that state under the same lock, so a retry is never appended twice.
 
 mod manager;
 mod produce;
+mod producer_log;
+pub mod producer_state;
 
-pub use manager::ReplicaManager;
+pub use manager::{ProducerStateConfig, ReplicaManager};
 pub use produce::{Prepared, ProduceError, ProducePolicy};
+pub use producer_state::ProducerStateError;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,9 +29,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use uuid::Uuid;
+use weir_proto::batch::BatchHeader;
 
 use crate::controller::{BrokerId, Partition as PartitionState};
 use crate::storage::{self, AppendInfo, Log, TopicPartition};
+use producer_log::{ProducerStateManager, SnapshotWhen};
+use producer_state::{Checked, ProducerEntry, ProducerStates};
 
 /// What this broker is for a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,9 @@ pub enum PartitionError {
     /// The producer's records were refused before the log saw them.
     #[error(transparent)]
     Produce(#[from] ProduceError),
+    /// An idempotent producer's batches do not follow its last ones.
+    #[error(transparent)]
+    Producer(#[from] ProducerStateError),
     /// The log refused (a bad batch, a full disk, an offline log).
     #[error(transparent)]
     Storage(#[from] storage::Error),
@@ -118,6 +130,8 @@ pub struct Partition {
     policy: Mutex<ProducePolicy>,
     /// The high watermark; waiting fetches watch it.
     high_watermark: watch::Sender<i64>,
+    /// The idempotent producers' state; its lock is held across every append.
+    producers: ProducerStateManager,
 }
 
 /// Records read from a partition.
@@ -139,6 +153,7 @@ impl Partition {
         log: Arc<Log>,
         state: &PartitionState,
         policy: ProducePolicy,
+        producers: ProducerStateManager,
     ) -> Partition {
         let replica = replica_state(broker, state);
         // Until replication restores it, a replica starts from what it holds itself: a sole
@@ -157,6 +172,7 @@ impl Partition {
             state: Mutex::new(replica),
             policy: Mutex::new(policy),
             high_watermark,
+            producers,
         }
     }
 
@@ -220,7 +236,9 @@ impl Partition {
     }
 
     /// Takes a producer's records as the leader: checks them against the topic's policy
-    /// (sizes, CRCs, timestamps; LogAppendTime stamps them with `now_ms`) and appends them.
+    /// (sizes, CRCs, timestamps; LogAppendTime stamps them with `now_ms`) and against the
+    /// idempotent producers' state, and appends them. A retry of batches already written is
+    /// answered with their offsets and appends nothing (`batch_count` and `bytes` are 0).
     pub fn produce(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, PartitionError> {
         self.check_leader(None)?;
         let policy = self
@@ -229,7 +247,25 @@ impl Partition {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let prepared = policy.prepare(records, now_ms)?;
-        self.append_as_leader(&prepared.records)
+        let mut producers = self.producers.lock();
+        match producers.check(&prepared.batches)? {
+            Checked::Append => self.append_locked(
+                &mut producers,
+                &prepared.records,
+                prepared.batches.iter().copied(),
+            ),
+            Checked::Duplicate {
+                first_offset,
+                last_offset,
+                max_timestamp,
+            } => Ok(AppendInfo {
+                base_offset: first_offset,
+                last_offset,
+                max_timestamp,
+                batch_count: 0,
+                bytes: 0,
+            }),
+        }
     }
 
     /// Whether the broker stamps appends with its own time (the topic's LogAppendTime).
@@ -246,15 +282,61 @@ impl Partition {
     }
 
     /// Appends checked `batches` as the leader, stamped with the leader epoch; the log checks
-    /// their framing and CRCs again before it writes. A sole leader's high watermark moves at
-    /// once.
+    /// their framing and CRCs again before it writes. Their producers' state records them
+    /// (unchecked). A sole leader's high watermark moves at once.
     pub fn append_as_leader(&self, batches: &[u8]) -> Result<AppendInfo, PartitionError> {
+        let mut producers = self.producers.lock();
+        self.append_locked(&mut producers, batches, appended_headers(batches))
+    }
+
+    /// [`append_as_leader`](Self::append_as_leader) with the producer state lock held;
+    /// `headers` are those of `batches`, read once the log took them.
+    fn append_locked(
+        &self,
+        producers: &mut ProducerStates,
+        batches: &[u8],
+        headers: impl Iterator<Item = BatchHeader>,
+    ) -> Result<AppendInfo, PartitionError> {
         let epoch = self.check_leader(None)?;
         let info = self.log.append(batches, epoch)?;
+        let mut first_offset = info.base_offset;
+        for header in headers {
+            producers.record_batch(&header, first_offset);
+            first_offset = first_offset + i64::from(header.last_offset_delta) + 1;
+        }
         if is_sole_leader(self.broker, &self.lock()) {
             self.advance_high_watermark(info.last_offset + 1);
         }
         Ok(info)
+    }
+
+    /// Appends batches copied from the leader, with their offsets, as a follower; their
+    /// producers' state records them, as the leader's did when it appended them.
+    pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo, PartitionError> {
+        let mut producers = self.producers.lock();
+        let info = self.log.append_replicated(batches)?;
+        for header in appended_headers(batches) {
+            producers.record_batch(&header, header.base_offset);
+        }
+        Ok(info)
+    }
+
+    /// The state of idempotent producer `producer_id` here, if the partition knows it.
+    pub fn producer_state(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.producers.lock().get(producer_id).cloned()
+    }
+
+    /// Forgets producers idle for `expiration_ms` at `now_ms`; returns how many.
+    pub(crate) fn remove_expired_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.remove_expired(now_ms, expiration_ms)
+    }
+
+    /// Writes a snapshot of the producer state if `when` says one is due; returns its offset.
+    pub(crate) fn snapshot_producers(
+        &self,
+        when: SnapshotWhen,
+    ) -> Result<Option<i64>, storage::Error> {
+        self.producers.snapshot(&self.log, when)
     }
 
     /// Moves the high watermark up to `offset` (never back), waking waiting fetches.
@@ -311,6 +393,17 @@ impl Partition {
     }
 }
 
+/// The headers of batches the log took (it validated them, so their CRCs are not checked
+/// again).
+fn appended_headers(batches: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
+    let mut position = 0;
+    std::iter::from_fn(move || {
+        let header = BatchHeader::parse(batches.get(position..)?).ok()?;
+        position += header.size();
+        Some(header)
+    })
+}
+
 fn replica_state(broker: BrokerId, state: &PartitionState) -> ReplicaState {
     let role = if state.leader == Some(broker) {
         Role::Leader
@@ -355,5 +448,7 @@ fn check_epoch(
     }
 }
 
+#[cfg(test)]
+mod idempotence_tests;
 #[cfg(test)]
 mod tests;

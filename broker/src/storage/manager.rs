@@ -126,6 +126,11 @@ impl LogManager {
         &self.config
     }
 
+    /// The clock the logs read the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The log of `tp`, if this broker has it.
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
         self.logs

@@ -30,6 +30,7 @@
 mod checkpoint;
 mod error;
 mod files;
+mod headers;
 mod index;
 mod load;
 mod log;
@@ -41,5 +42,6 @@ mod segment;
 pub use checkpoint::{read_checkpoint, write_checkpoint};
 pub use error::{Error, Result};
 pub(crate) use files::sync_directory;
+pub use headers::BatchHeaders;
 pub use log::{AppendInfo, Log, LogCheckpoint, OpenState, TimestampOffset};
 pub use manager::{LogManager, TopicPartition};
