@@ -111,7 +111,10 @@ fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("sequence {}", sequence + i as i32))),
             headers: Vec::new(),
-            timestamp: 1_700_000_000_000,
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
             offset: i as i64,
         })
         .collect();
@@ -172,9 +175,16 @@ async fn a_batch_sent_twice_is_stored_once_and_sequences_are_checked() {
     let producer_id = first.producer_id.0;
     assert!(producer_id >= 0);
 
-    let partition = Arc::clone(node.replicas())
-        .partition(&TopicPartition::new("orders", 0))
-        .unwrap();
+    // The topic exists once created; its partition opens as this node applies the change.
+    let tp = TopicPartition::new("orders", 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let partition = loop {
+        if let Some(partition) = Arc::clone(node.replicas()).partition(&tp) {
+            break partition;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{tp} never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let batch = idempotent_batch(producer_id, 0, 0, 4);
     let stored = produce(&mut stream, "orders", batch.clone(), 9).await;
     assert_eq!((stored.error_code, stored.base_offset), (0, 0));
