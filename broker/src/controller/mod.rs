@@ -13,6 +13,8 @@
 //!   ISR. A change of leader bumps the leader epoch; every change bumps the partition epoch.
 //! - The decisions in [`decisions`] only read metadata and return records; an ISR proposal
 //!   made at stale epochs is refused.
+//! - Producer id blocks only move forward: `apply` refuses a block that does not start after
+//!   the last one, so no two brokers give out the same producer id.
 //!
 //! - Only the active controller (the Raft leader) decides and writes; a request reaching any
 //!   other node is sent on to it ([`Controller`] routes it, the `rpc` service forwards it
