@@ -232,11 +232,14 @@ impl ReplicaManager {
             Some(stale) => {
                 tracing::warn!(%tp, %stale, "removing the log of an earlier topic of this name");
                 self.logs.delete(tp)?;
-                log = self.logs.get_or_create(tp, config)?;
+                log = self.logs.get_or_create(tp, config.clone())?;
                 write_topic_id(log.dir(), topic_id)?;
             }
             None => write_topic_id(log.dir(), topic_id)?,
         }
+        // A log opened at start took the broker's defaults: the topic's own apply from its
+        // next segment and retention run.
+        log.set_config(config)?;
         let now_ms = self.logs.clock().now_ms();
         let (producers, loaded) =
             ProducerStateManager::load(&log, now_ms, self.producer_state.expiration_ms)?;
