@@ -19,6 +19,7 @@ use crate::controller::{
     BrokerRecord, BrokerStatus, Controller, ControllerConfig, ControllerError, Endpoints,
     MetadataSubscription,
 };
+use crate::grpc;
 use crate::kafka::{self, KafkaContext};
 use crate::partition::{ProducePolicy, ReplicaManager};
 use crate::storage::{self, LogManager};
@@ -114,10 +115,11 @@ impl Node {
 
         let internal = listen(config.internal_addr, "internal", "--internal-addr").await?;
         let kafka_listener = listen(config.kafka_addr, "Kafka", "--kafka-addr").await?;
+        let grpc_listener = listen(config.grpc_addr, "gRPC", "--grpc-addr").await?;
         let bound = BoundAddresses {
             internal: Some(local_addr(&internal, "internal", "--internal-addr")?),
             kafka: Some(local_addr(&kafka_listener, "Kafka", "--kafka-addr")?),
-            ..BoundAddresses::default()
+            grpc: Some(local_addr(&grpc_listener, "gRPC", "--grpc-addr")?),
         };
         let config = config.with_bound_addresses(&bound);
         let node_id = u64::try_from(config.node_id)
@@ -185,24 +187,30 @@ impl Node {
 
         let (stop, _) = watch::channel(false);
         let maintenance = tokio::spawn(Arc::clone(&logs).run(stopped(stop.subscribe())));
+        let context = KafkaContext {
+            controller: controller.view(),
+            replicas: Arc::clone(&replicas),
+            clock,
+            config: Arc::new(config.clone()),
+        };
         let kafka_server = tokio::spawn(kafka::serve(
             kafka_listener,
-            KafkaContext {
-                controller: controller.view(),
-                replicas: Arc::clone(&replicas),
-                clock,
-                config: Arc::new(config.clone()),
-            },
+            context.clone(),
             stopped(stop.subscribe()),
         ));
         tracing::info!(address = %config.advertised_kafka_addr, "serving the Kafka protocol");
+        let grpc_server = tokio::spawn(grpc::serve(grpc_listener, context, stop.subscribe()));
+        tracing::info!(address = %config.advertised_grpc_addr, "serving the gRPC API");
         Ok(Node {
             config,
             logs,
             controller,
             replicas,
             stop,
-            servers: vec![("the Kafka listener", kafka_server)],
+            servers: vec![
+                ("the Kafka listener", kafka_server),
+                ("the gRPC listener", grpc_server),
+            ],
             background,
             maintenance,
         })
@@ -217,6 +225,11 @@ impl Node {
     /// The address the Kafka listener is bound to.
     pub fn kafka_addr(&self) -> SocketAddr {
         self.config.kafka_addr
+    }
+
+    /// The address the public gRPC listener is bound to.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.config.grpc_addr
     }
 
     /// The address the internal listener is bound to.

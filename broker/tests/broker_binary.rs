@@ -20,8 +20,8 @@ struct Broker {
 }
 
 impl Broker {
-    /// Starts a node in `dir` with its internal listener on a free port (so tests never
-    /// collide with each other or a real broker on 9094).
+    /// Starts a node in `dir` with its listeners on free ports (so tests never collide with
+    /// each other or a real broker on 9092-9094).
     fn start(dir: &Path) -> Broker {
         let mut child = Command::new(BINARY)
             .current_dir(dir)
@@ -29,6 +29,8 @@ impl Broker {
                 "--internal-addr",
                 "127.0.0.1:0",
                 "--kafka-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
                 "127.0.0.1:0",
             ])
             .env("RUST_LOG", "info")

@@ -7,7 +7,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{KafkaContext, controller_error, resource_type};
+use super::{KafkaContext, Refusal, controller_error, resource_type};
 use crate::controller::{ConfigChange, ControllerError, MetadataRecord, decisions};
 use crate::topic_config;
 
@@ -59,13 +59,13 @@ pub(super) async fn handle(
 /// Makes `changes` to the configs of resource `name` of type `kind` through the active
 /// controller, or with `validate_only` checks them against this node's metadata; waits until
 /// this node's metadata has the change.
-pub(super) async fn alter(
+pub(crate) async fn alter(
     kind: i8,
     name: &str,
     changes: Vec<ConfigChange>,
     validate_only: bool,
     context: &KafkaContext,
-) -> Result<(), (ResponseError, String)> {
+) -> Result<(), Refusal> {
     let refused = |e: ControllerError| (controller_error(&e), e.to_string());
     match kind {
         resource_type::TOPIC => {}

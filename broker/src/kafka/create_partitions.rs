@@ -4,12 +4,11 @@
 //! partitions.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{KafkaContext, admin_timeout, controller_error};
+use super::{KafkaContext, Refusal, admin_timeout, controller_error};
 use crate::controller::{ControllerError, decisions};
 
 /// Answers a CreatePartitions request.
@@ -21,7 +20,24 @@ pub(super) async fn handle(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        let result = match grow(&topic, request.validate_only, timeout, context).await {
+        let grown = if topic.assignments.is_some() {
+            Err((
+                ResponseError::InvalidRequest,
+                "manual replica assignment is not supported; give the count and the controller \
+                 places the new replicas"
+                    .into(),
+            ))
+        } else {
+            grow(
+                topic.name.as_str(),
+                topic.count,
+                request.validate_only,
+                timeout,
+                context,
+            )
+            .await
+        };
+        let result = match grown {
             Ok(()) => result,
             Err((error, message)) => result
                 .with_error_code(error.code())
@@ -32,34 +48,28 @@ pub(super) async fn handle(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-async fn grow(
-    topic: &CreatePartitionsTopic,
+/// Grows topic `name` to `count` partitions through the active controller (or with
+/// `validate_only` checks that it could be grown now), and waits within `timeout` until this
+/// node's metadata has the new partitions.
+pub(crate) async fn grow(
+    name: &str,
+    count: i32,
     validate_only: bool,
     timeout: std::time::Duration,
     context: &KafkaContext,
-) -> Result<(), (ResponseError, String)> {
-    let name = topic.name.as_str();
+) -> Result<(), Refusal> {
     let refused = |e: ControllerError| (controller_error(&e), e.to_string());
-    if topic.assignments.is_some() {
-        return Err((
-            ResponseError::InvalidRequest,
-            "manual replica assignment is not supported; give the count and the controller \
-             places the new replicas"
-                .into(),
-        ));
-    }
     if validate_only {
         let metadata = context.controller.metadata();
-        decisions::create_partitions(&metadata, name, topic.count, 0)
-            .map_err(|e| refused(e.into()))?;
+        decisions::create_partitions(&metadata, name, count, 0).map_err(|e| refused(e.into()))?;
         return Ok(());
     }
     context
         .controller
-        .create_partitions(name, topic.count)
+        .create_partitions(name, count)
         .await
         .map_err(refused)?;
-    let count = usize::try_from(topic.count).unwrap_or(0);
+    let count = usize::try_from(count).unwrap_or(0);
     let grown = context
         .controller
         .wait_for_metadata(

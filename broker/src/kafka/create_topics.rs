@@ -14,7 +14,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{KafkaContext, admin_timeout, controller_error, describe_configs};
+use super::{KafkaContext, Refusal, admin_timeout, controller_error, describe_configs};
 use crate::controller::{ControllerError, decisions};
 
 /// Answers a CreateTopics request.
@@ -65,13 +65,15 @@ pub(super) async fn handle(
 }
 
 /// What a topic is created with, once the request's -1s take the node's defaults.
-struct Settings {
-    partitions: i32,
-    replication_factor: i32,
-    configs: BTreeMap<String, String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The partition count.
+    pub(crate) partitions: i32,
+    /// The replicas of each partition.
+    pub(crate) replication_factor: i32,
+    /// The topic's own configs.
+    pub(crate) configs: BTreeMap<String, String>,
 }
-
-type Refusal = (ResponseError, String);
 
 fn settings(topic: &CreatableTopic, context: &KafkaContext) -> Result<Settings, Refusal> {
     if !topic.assignments.is_empty() {
@@ -107,7 +109,7 @@ fn settings(topic: &CreatableTopic, context: &KafkaContext) -> Result<Settings, 
 
 /// Creates the topic through the active controller, or with `validate_only` checks that it
 /// could be created now; returns its id (nil when only validated).
-async fn create(
+pub(crate) async fn create(
     name: &str,
     settings: Settings,
     validate_only: bool,
@@ -142,7 +144,11 @@ async fn create(
 }
 
 /// Waits, within `timeout`, until this node's metadata holds topic `name`.
-async fn wait_until_known(name: &str, timeout: std::time::Duration, context: &KafkaContext) {
+pub(crate) async fn wait_until_known(
+    name: &str,
+    timeout: std::time::Duration,
+    context: &KafkaContext,
+) {
     let known = context
         .controller
         .wait_for_metadata(|m| m.topic_by_name(name).is_some(), timeout)

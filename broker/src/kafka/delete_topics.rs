@@ -2,13 +2,15 @@
 //! by the active controller; the answer waits, within the request's timeout, until this
 //! node's metadata no longer has it.
 
+use std::time::Duration;
+
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{KafkaContext, admin_timeout, controller_error};
+use super::{KafkaContext, Refusal, admin_timeout, controller_error};
 
 /// Answers a DeleteTopics request.
 pub(super) async fn handle(
@@ -50,24 +52,35 @@ pub(super) async fn handle(
         let result = result
             .with_name(Some(TopicName(StrBytes::from_string(topic_name.clone()))))
             .with_topic_id(id);
-        match context.controller.delete_topic(&topic_name).await {
-            Ok(()) => {
-                let gone = context
-                    .controller
-                    .wait_for_metadata(|m| m.topic(id).is_none(), timeout)
-                    .await;
-                if !gone {
-                    tracing::warn!(
-                        topic = topic_name,
-                        "deleted, but still in this node's metadata"
-                    );
-                }
-                responses.push(result);
-            }
-            Err(e) => responses.push(failed(result, controller_error(&e), e.to_string())),
+        match delete(&topic_name, id, timeout, context).await {
+            Ok(()) => responses.push(result),
+            Err((error, message)) => responses.push(failed(result, error, message)),
         }
     }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Deletes topic `name`, whose id is `id`, through the active controller, and waits within
+/// `timeout` until this node's metadata no longer has it.
+pub(crate) async fn delete(
+    name: &str,
+    id: Uuid,
+    timeout: Duration,
+    context: &KafkaContext,
+) -> Result<(), Refusal> {
+    context
+        .controller
+        .delete_topic(name)
+        .await
+        .map_err(|e| (controller_error(&e), e.to_string()))?;
+    let gone = context
+        .controller
+        .wait_for_metadata(|m| m.topic(id).is_none(), timeout)
+        .await;
+    if !gone {
+        tracing::warn!(topic = name, "deleted, but still in this node's metadata");
+    }
+    Ok(())
 }
 
 fn failed(

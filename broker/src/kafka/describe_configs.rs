@@ -17,7 +17,7 @@ use crate::config::NodeConfig;
 use crate::topic_config::{self, ConfigType};
 
 /// Where a config's value comes from (Kafka's `DescribeConfigsResponse.ConfigSource`).
-mod source {
+pub(crate) mod source {
     /// Set on the topic.
     pub(crate) const TOPIC: i8 = 1;
     /// Set in the broker's configuration (file, variables or flags).
@@ -28,14 +28,19 @@ mod source {
 
 /// One config as described.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ConfigEntry {
-    pub(super) name: String,
-    pub(super) value: String,
-    pub(super) source: i8,
+pub(crate) struct ConfigEntry {
+    /// Kafka's name for it.
+    pub(crate) name: String,
+    /// Its value.
+    pub(crate) value: String,
+    /// Where the value comes from (a [`source`] number).
+    pub(crate) source: i8,
     /// The broker-level value under it, when the topic sets its own.
-    pub(super) default: Option<(String, i8)>,
-    pub(super) config_type: i8,
-    pub(super) documentation: &'static str,
+    pub(crate) default: Option<(String, i8)>,
+    /// Kafka's number for its type.
+    pub(crate) config_type: i8,
+    /// What it does.
+    pub(crate) documentation: &'static str,
 }
 
 /// Answers a DescribeConfigs request.
@@ -156,7 +161,7 @@ fn to_result(
 
 /// Every per-topic config Weir knows, with the value a topic whose own configs are `own`
 /// has: its own, else this broker's default, else Kafka's.
-pub(super) fn topic_entries(
+pub(crate) fn topic_entries(
     own: &BTreeMap<String, String>,
     context: &KafkaContext,
 ) -> Vec<ConfigEntry> {

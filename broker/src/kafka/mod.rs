@@ -15,19 +15,19 @@
 //! - Optional tagged fields are left at their defaults, so older clients that parse tags
 //!   strictly read only what their version requires.
 
-mod alter_configs;
+pub(crate) mod alter_configs;
 mod api_versions;
 mod connection;
-mod create_partitions;
-mod create_topics;
-mod delete_topics;
+pub(crate) mod create_partitions;
+pub(crate) mod create_topics;
+pub(crate) mod delete_topics;
 mod describe_cluster;
-mod describe_configs;
-mod fetch;
+pub(crate) mod describe_configs;
+pub(crate) mod fetch;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod metadata;
-mod produce;
+pub(crate) mod produce;
 mod versions;
 
 use std::sync::Arc;
@@ -41,13 +41,17 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::controller::{ControllerError, ControllerView, ErrorKind};
-use crate::partition::{PartitionError, ProduceError, ProducerStateError, ReplicaManager};
-use crate::storage;
+use crate::partition::{
+    Partition, PartitionError, ProduceError, ProducerStateError, ReplicaManager,
+};
+use crate::storage::{self, TopicPartition};
 
 /// The largest request a client may send, in bytes (Kafka's `socket.request.max.bytes`).
 pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
-/// What the handlers use: the node's view of the cluster and its partitions.
+/// What the handlers use: the node's view of the cluster and its partitions. The gRPC front
+/// end shares it, and with it the handlers' protocol-neutral parts (produce, fetch, topic
+/// admin), which take it and answer with a [`Refusal`].
 #[derive(Debug, Clone)]
 pub struct KafkaContext {
     /// The committed metadata and the active controller.
@@ -64,8 +68,12 @@ pub struct KafkaContext {
 /// client gives no timeout.
 const ADMIN_WAIT_DEFAULT_MS: u64 = 30_000;
 
+/// Why a request (or one partition or topic of it) was refused: the Kafka error, and a message
+/// saying what was wrong and what to do.
+pub(crate) type Refusal = (ResponseError, String);
+
 /// The client's timeout of an admin request, or the default for none (0 or less).
-fn admin_timeout(timeout_ms: i32) -> Duration {
+pub(crate) fn admin_timeout(timeout_ms: i32) -> Duration {
     let ms = u64::try_from(timeout_ms)
         .ok()
         .filter(|&ms| ms > 0)
@@ -74,7 +82,7 @@ fn admin_timeout(timeout_ms: i32) -> Duration {
 }
 
 /// The Kafka error code for the controller's refusal.
-fn controller_error(error: &ControllerError) -> ResponseError {
+pub(crate) fn controller_error(error: &ControllerError) -> ResponseError {
     match error.kind() {
         ErrorKind::InvalidTopicName => ResponseError::InvalidTopicException,
         ErrorKind::TopicExists => ResponseError::TopicAlreadyExists,
@@ -102,15 +110,56 @@ fn host_and_port(address: &str) -> Option<(String, u16)> {
 }
 
 /// Kafka's config resource types (`ConfigResource.Type`).
-mod resource_type {
+pub(crate) mod resource_type {
     /// A topic's configs.
-    pub(super) const TOPIC: i8 = 2;
+    pub(crate) const TOPIC: i8 = 2;
     /// A broker's configs.
-    pub(super) const BROKER: i8 = 4;
+    pub(crate) const BROKER: i8 = 4;
+}
+
+/// The partition `tp` as this broker holds it, or why it cannot be served here: a topic or
+/// partition that does not exist is UNKNOWN_TOPIC_OR_PARTITION, one held elsewhere
+/// NOT_LEADER_OR_FOLLOWER.
+pub(crate) fn lookup(
+    tp: &TopicPartition,
+    context: &KafkaContext,
+) -> Result<Arc<Partition>, Refusal> {
+    if let Some(partition) = context.replicas.partition(tp) {
+        return Ok(partition);
+    }
+    let metadata = context.controller.metadata();
+    let count = metadata
+        .topic_by_name(&tp.topic)
+        .map(|t| t.partitions.len());
+    Err(match count {
+        None => (
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic {:?} does not exist", tp.topic),
+        ),
+        Some(count) if usize::try_from(tp.partition).map_or(true, |p| p >= count) => (
+            ResponseError::UnknownTopicOrPartition,
+            format!(
+                "topic {:?} has {count} partitions; {tp} does not exist",
+                tp.topic
+            ),
+        ),
+        Some(_) => (
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "broker {} holds no replica of {tp}; refresh metadata",
+                context.config.node_id
+            ),
+        ),
+    })
+}
+
+/// A partition's refusal as a [`Refusal`].
+pub(crate) fn refused(error: &PartitionError) -> Refusal {
+    (partition_error(error), error.to_string())
 }
 
 /// The Kafka error code for a partition's refusal.
-fn partition_error(error: &PartitionError) -> ResponseError {
+pub(crate) fn partition_error(error: &PartitionError) -> ResponseError {
     match error {
         PartitionError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
         PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,

@@ -1,16 +1,95 @@
 //! Produce: each partition's batches checked and appended by its leader; acks=all waits for
 //! the high watermark to pass them, within the request's timeout; acks=0 gets no answer.
+//!
+//! [`append`] and [`Appended::acknowledge`] are the one produce path: the gRPC front end's
+//! Produce goes through them too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{KafkaContext, partition_error};
-use crate::partition::PartitionError;
-use crate::storage::TopicPartition;
+use super::{KafkaContext, Refusal, lookup, refused};
+use crate::partition::Partition;
+use crate::storage::{AppendInfo, TopicPartition};
+
+/// What a producer is told of records a partition took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Produced {
+    /// The offset of the first record.
+    pub(crate) base_offset: i64,
+    /// The time stamped on the records under LogAppendTime, else -1.
+    pub(crate) log_append_time_ms: i64,
+    /// The partition's log start offset.
+    pub(crate) log_start_offset: i64,
+}
+
+/// Records a partition's leader has appended, not yet acknowledged.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    partition: Arc<Partition>,
+    info: AppendInfo,
+    now_ms: i64,
+}
+
+/// Checks `records` against partition `tp`'s policy and appends them as its leader, at
+/// `now_ms` (LogAppendTime, timestamp checks).
+pub(crate) fn append(
+    tp: &TopicPartition,
+    records: Bytes,
+    now_ms: i64,
+    context: &KafkaContext,
+) -> Result<Appended, Refusal> {
+    let partition = lookup(tp, context)?;
+    let info = partition
+        .produce(records, now_ms)
+        .map_err(|e| refused(&e))?;
+    Ok(Appended {
+        partition,
+        info,
+        now_ms,
+    })
+}
+
+impl Appended {
+    /// Waits, with `acks_all`, until every in-sync replica has the records (the high
+    /// watermark passes them), for at most `timeout`; then says where they are.
+    pub(crate) async fn acknowledge(
+        self,
+        acks_all: bool,
+        timeout: Duration,
+    ) -> Result<Produced, Refusal> {
+        let partition = &self.partition;
+        let last_offset = self.info.last_offset;
+        if acks_all
+            && partition.high_watermark() <= last_offset
+            && !partition.wait_for_data(last_offset, timeout).await
+        {
+            return Err((
+                ResponseError::RequestTimedOut,
+                format!(
+                    "the in-sync replicas of {} did not take the records within {timeout:?}",
+                    partition.topic_partition()
+                ),
+            ));
+        }
+        // A retry (nothing appended) answers with the stored batches' time.
+        let log_append_time_ms = match (partition.appends_log_time(), self.info.batch_count) {
+            (false, _) => -1,
+            (true, 0) => self.info.max_timestamp,
+            (true, _) => self.now_ms,
+        };
+        Ok(Produced {
+            base_offset: self.info.base_offset,
+            log_append_time_ms,
+            log_start_offset: partition.log().log_start_offset(),
+        })
+    }
+}
 
 /// Answers a Produce request; `None` for acks=0, which Kafka never answers.
 pub(super) async fn handle(
@@ -18,57 +97,26 @@ pub(super) async fn handle(
     context: &KafkaContext,
 ) -> Option<ProduceResponse> {
     let now_ms = context.clock.now_ms();
-    let metadata = context.controller.metadata();
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
-        let known = metadata.topic_by_name(&name).is_some();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let tp = TopicPartition::new(name.clone(), data.index);
             let response = PartitionProduceResponse::default().with_index(data.index);
-            let Some(partition) = context.replicas.partition(&tp) else {
-                let error = if known {
-                    ResponseError::NotLeaderOrFollower
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                };
-                partitions.push(failed(response, error, format!("{tp} is not led here")));
-                continue;
-            };
             let records = data.records.unwrap_or_default();
-            let appended = match partition.produce(records, now_ms) {
-                Ok(info) => info,
-                Err(e) => {
-                    partitions.push(refused(response, &e));
-                    continue;
-                }
+            let produced = match append(&tp, records, now_ms, context) {
+                Ok(appended) => appended.acknowledge(request.acks == -1, timeout).await,
+                Err(refusal) => Err(refusal),
             };
-            // acks=all: every in-sync replica has it once the high watermark passes it.
-            if request.acks == -1
-                && partition.high_watermark() <= appended.last_offset
-                && !partition.wait_for_data(appended.last_offset, timeout).await
-            {
-                partitions.push(failed(
-                    response,
-                    ResponseError::RequestTimedOut,
-                    format!("the in-sync replicas did not take the records within {timeout:?}"),
-                ));
-                continue;
-            }
-            // A retry (nothing appended) answers with the stored batches' time.
-            let log_append_time = match (partition.appends_log_time(), appended.batch_count) {
-                (false, _) => -1,
-                (true, 0) => appended.max_timestamp,
-                (true, _) => now_ms,
-            };
-            partitions.push(
-                response
-                    .with_base_offset(appended.base_offset)
-                    .with_log_append_time_ms(log_append_time)
-                    .with_log_start_offset(partition.log().log_start_offset()),
-            );
+            partitions.push(match produced {
+                Ok(produced) => response
+                    .with_base_offset(produced.base_offset)
+                    .with_log_append_time_ms(produced.log_append_time_ms)
+                    .with_log_start_offset(produced.log_start_offset),
+                Err((error, message)) => failed(response, error, message),
+            });
         }
         topics.push(
             TopicProduceResponse::default()
@@ -77,10 +125,6 @@ pub(super) async fn handle(
         );
     }
     (request.acks != 0).then(|| ProduceResponse::default().with_responses(topics))
-}
-
-fn refused(response: PartitionProduceResponse, error: &PartitionError) -> PartitionProduceResponse {
-    failed(response, partition_error(error), error.to_string())
 }
 
 fn failed(
