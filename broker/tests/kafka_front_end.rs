@@ -13,7 +13,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir_broker::server::Node;
-use weir_broker::storage::TopicPartition;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -257,115 +256,16 @@ async fn malformed_requests_close_their_own_connection_only() {
     node.shutdown().await.unwrap();
 }
 
+/// Records per codec in the produce and consume scenario.
+const SCENARIO_RECORDS: usize = 100_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn librdkafka_produces_with_acks_all_under_every_codec_and_consumes_it_back() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
+async fn librdkafka_round_trips_keyed_records_with_acks_all_under_every_codec() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, bootstrap) = start_node(dir.path()).await;
-    let replicas = Arc::clone(node.replicas());
-    node.controller()
-        .view()
-        .create_topic("events", 3, 1, BTreeMap::new())
-        .await
-        .unwrap();
-    const PER_CODEC: usize = 2_000;
-    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
-    for codec in codecs {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("acks", "all")
-            .set("compression.codec", codec)
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        let mut deliveries = Vec::new();
-        for i in 0..PER_CODEC {
-            let key = format!("{codec}-{i}");
-            let value = format!("value {i} compressed with {codec}");
-            let record = FutureRecord::to("events").key(&key).payload(&value);
-            deliveries.push(producer.send_result(record).expect("queued"));
-        }
-        for delivery in deliveries {
-            let delivered = tokio::time::timeout(WAIT, delivery)
-                .await
-                .expect("delivered in time")
-                .expect("not cancelled")
-                .unwrap_or_else(|(e, _)| panic!("{codec}: {e}"));
-            assert!((0..3).contains(&delivered.partition) && delivered.offset >= 0);
-        }
-    }
-
-    // Every record is in the logs once, each partition's in the order produced.
-    let mut total = 0;
-    for index in 0..3 {
-        let partition = replicas
-            .partition(&TopicPartition::new("events", index))
-            .unwrap();
-        let end = partition.log().log_end_offset();
-        assert_eq!(partition.high_watermark(), end);
-        let bytes = partition.read(0, usize::MAX >> 1, None).unwrap().records;
-        let records = weir_proto::batch::decode(&bytes).unwrap();
-        assert_eq!(records.len() as i64, end);
-        for codec in codecs {
-            let sequence: Vec<usize> = records
-                .iter()
-                .filter_map(|r| {
-                    let key = std::str::from_utf8(r.key.as_ref()?).ok()?;
-                    key.strip_prefix(&format!("{codec}-"))?.parse().ok()
-                })
-                .collect();
-            assert!(sequence.windows(2).all(|w| w[0] < w[1]), "{codec} in order");
-        }
-        total += records.len();
-    }
-    assert_eq!(total, PER_CODEC * codecs.len());
-
-    // A consumer reads them all back, from offsets it names (no group, no offset lookup).
-    let consumed = tokio::task::spawn_blocking(move || {
-        use rdkafka::{Message, Offset, TopicPartitionList};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        for index in 0..3 {
-            assignment
-                .add_partition_offset("events", index, Offset::Offset(0))
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
-        let deadline = std::time::Instant::now() + WAIT;
-        let mut seen: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-        let mut count = 0;
-        while count < total && std::time::Instant::now() < deadline {
-            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-                continue;
-            };
-            let message = message.expect("a record, not an error");
-            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-            seen.entry(message.partition())
-                .or_default()
-                .push((message.offset(), key));
-            count += 1;
-        }
-        seen
-    })
-    .await
-    .unwrap();
-    let mut count = 0;
-    for (partition, records) in &consumed {
-        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
-        let expected: Vec<i64> = (0..records.len() as i64).collect();
-        assert_eq!(
-            offsets, expected,
-            "partition {partition}: every offset, in order"
-        );
-        count += records.len();
-    }
-    assert_eq!(count, total);
+    let node = common::node::start(common::roundtrip::node_config(dir.path())).await;
+    let bootstrap = node.kafka_addr().to_string();
+    let client = common::kafka_client::KafkaClient { bootstrap };
+    common::roundtrip::round_trip_every_codec(&client, "events", SCENARIO_RECORDS).await;
     node.shutdown().await.unwrap();
 }
 

@@ -1,9 +1,13 @@
-//! Helpers shared by the integration tests: batches and logs for the storage tests, and a
-//! single running node (`node`) for the controller and front-end tests.
+//! Helpers shared by the integration tests: batches and logs for the storage tests, a single
+//! running node (`node`) for the controller and front-end tests, and the produce and consume
+//! scenario (`roundtrip`) with its Kafka (`kafka_client`) and gRPC (`grpc_client`) clients.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod grpc_client;
+pub mod kafka_client;
 pub mod node;
+pub mod roundtrip;
 pub mod wire;
 
 use std::sync::Arc;
