@@ -676,3 +676,112 @@ async fn list_offsets_finds_the_earliest_the_latest_and_by_timestamp() {
     );
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_open_streams_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = start(dir.path()).await;
+    client.create_topic("open", 1).await;
+    let mut subscription = client
+        .broker
+        .clone()
+        .subscribe(pb::SubscribeRequest {
+            topic: "open".into(),
+            format: pb::RecordFormat::Records as i32,
+            ..pb::SubscribeRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // A produce stream the client keeps open: one request answered, then nothing sent.
+    let (requests, stream) = tokio::sync::mpsc::channel(1);
+    let mut answers = client
+        .broker
+        .clone()
+        .produce_stream(tokio_stream::wrappers::ReceiverStream::new(stream))
+        .await
+        .unwrap()
+        .into_inner();
+    requests
+        .send(pb::ProduceStreamRequest {
+            id: 7,
+            request: Some(pb::ProduceRequest {
+                partitions: vec![pb::PartitionRecords {
+                    topic: "open".into(),
+                    partition: 0,
+                    data: Some(records(&["last"])),
+                    compression: 0,
+                }],
+                ..pb::ProduceRequest::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let answer = answers.message().await.unwrap().unwrap();
+    assert_eq!(answer.id, 7);
+    let pushed = subscription.message().await.unwrap().unwrap();
+    assert_eq!(values(&pushed.records), ["last"]);
+
+    let shutdown = tokio::spawn(node.shutdown());
+    let ended = tokio::time::timeout(WAIT, subscription.message())
+        .await
+        .expect("the subscription ends in time")
+        .expect_err("with a status");
+    assert_eq!(ended.code(), Code::Unavailable);
+    assert!(
+        ended.message().starts_with("BROKER_NOT_AVAILABLE: "),
+        "{ended:?}"
+    );
+    let ended = tokio::time::timeout(WAIT, answers.message())
+        .await
+        .expect("the produce stream ends in time")
+        .expect_err("with a status");
+    assert_eq!(ended.code(), Code::Unavailable);
+    tokio::time::timeout(WAIT, shutdown)
+        .await
+        .expect("the node stops in time")
+        .unwrap()
+        .unwrap();
+    drop(requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_gets_every_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = start(dir.path()).await;
+    client.create_topic("slow", 1).await;
+    let mut subscription = client
+        .broker
+        .clone()
+        .subscribe(pb::SubscribeRequest {
+            topic: "slow".into(),
+            format: pb::RecordFormat::Records as i32,
+            // One batch per message, so the server fills its buffer and waits for the client.
+            max_bytes: 1,
+            ..pb::SubscribeRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let count = 10 * weir_broker::grpc::SUBSCRIBE_BUFFER;
+    for i in 0..count {
+        let produced = produce(&client, "slow", records(&[&i.to_string()])).await;
+        assert_eq!(produced.error, None);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut got = Vec::new();
+    while got.len() < count {
+        let message = tokio::time::timeout(WAIT, subscription.message())
+            .await
+            .expect("pushed in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.records.len(), 1, "one batch per message");
+        got.extend(message.records);
+    }
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..count as i64).collect::<Vec<_>>());
+    let expected: Vec<String> = (0..count).map(|i| i.to_string()).collect();
+    assert_eq!(values(&got), expected);
+    node.shutdown().await.unwrap();
+}
