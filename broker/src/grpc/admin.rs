@@ -26,6 +26,7 @@ pub(super) struct AdminService {
 }
 
 impl AdminService {
+    /// The service over the node's handles.
     pub(super) fn new(shared: Shared) -> AdminService {
         AdminService {
             context: shared.context,
