@@ -81,7 +81,12 @@ pub(crate) fn producer(
     extra: &[(&str, &str)],
 ) -> BaseProducer<Deliveries> {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap).set("acks", "1");
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "1")
+        // A broker that keeps refusing (say, with a full disk) fails the bench in a minute
+        // rather than after librdkafka's five minutes of retries per record.
+        .set("message.timeout.ms", "60000");
     for (key, value) in extra {
         config.set(*key, *value);
     }
@@ -96,13 +101,21 @@ pub(crate) fn producer(
 }
 
 /// Sends one record to partition 0 of `topic`, serving delivery reports while librdkafka's
-/// queue is full.
+/// queue is full (for at most [`WAIT`]: a queue that stays full means the broker stopped
+/// acknowledging).
 fn send(producer: &BaseProducer<Deliveries>, topic: &str, value: &[u8]) {
     let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).partition(0).payload(value);
+    let mut full_since = None;
     loop {
         match producer.send(record) {
             Ok(()) => return,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                assert!(
+                    since.elapsed() < WAIT,
+                    "librdkafka's queue stayed full for {WAIT:?}: the broker stopped \
+                     acknowledging records"
+                );
                 record = back;
                 producer.poll(Duration::from_millis(1));
             }
@@ -124,6 +137,7 @@ pub(crate) fn produce(
         send(producer, topic, &value);
         if sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
+            check_no_failure(producer.context());
         }
     }
     producer
@@ -132,14 +146,21 @@ pub(crate) fn produce(
     check_delivered(producer.context(), count);
 }
 
-fn check_delivered(deliveries: &Deliveries, count: u64) {
+/// Panics if any record failed, naming the first failure.
+fn check_no_failure(deliveries: &Deliveries) {
     let failed = deliveries.failed.load(Ordering::Relaxed);
-    let first = deliveries
-        .first_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    assert_eq!(failed, 0, "{failed} records failed; the first: {first:?}");
+    if failed > 0 {
+        let first = deliveries
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        panic!("{failed} records failed; the first: {first:?}");
+    }
+}
+
+fn check_delivered(deliveries: &Deliveries, count: u64) {
+    check_no_failure(deliveries);
     assert_eq!(deliveries.delivered.load(Ordering::Relaxed), count);
 }
 
@@ -279,6 +300,7 @@ pub(crate) fn end_to_end(
         value[..8].copy_from_slice(&sent_at.to_le_bytes());
         send(&producer, topic, &value);
         producer.poll(Duration::ZERO);
+        check_no_failure(producer.context());
     }
     producer
         .flush(WAIT)

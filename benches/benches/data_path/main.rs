@@ -21,7 +21,9 @@
 //! date), so the broker is built from the same source and with the same profile as the bench,
 //! and runs `<target>/release/weir-broker` (where the bench profile puts binaries). Set
 //! `WEIR_BROKER_BIN` to run another binary instead and skip the build. The broker is a single
-//! node with its default configuration, every listener on a free port of 127.0.0.1, its data
+//! node with its default configuration but 256 MiB segments (`log_segment_bytes`: each
+//! topic's first segment is preallocated, and four of 1 GiB would take 4 GiB of disk; at the
+//! default counts no phase fills one), every listener on a free port of 127.0.0.1, its data
 //! in a new directory under `target/tmp/` (or `WEIR_BENCH_DIR`; not tmpfs: the page-cache path
 //! of a real file system is part of what is measured), removed at the end. It is stopped with
 //! SIGTERM at the end, and killed if the bench panics.
