@@ -107,7 +107,11 @@ fn every_compression_codec_is_stored_and_found_by_timestamp() {
     // Record timestamps are 1000..1003, 2000..2003, ...; offsets 0..3, 4..7, ...
     let check = |timestamp, expected: Option<(i64, i64)>| {
         let found = log.offset_for_timestamp(timestamp).unwrap();
-        let expected = expected.map(|(timestamp, offset)| TimestampOffset { timestamp, offset });
+        let expected = expected.map(|(timestamp, offset)| TimestampOffset {
+            timestamp,
+            offset,
+            leader_epoch: 0,
+        });
         assert_eq!(found, expected, "timestamp {timestamp}");
     };
     check(0, Some((1_000, 0)));

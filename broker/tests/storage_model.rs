@@ -30,6 +30,7 @@ enum Op {
     LookupTime {
         timestamp: i64,
     },
+    LookupMaxTime,
     Roll,
     Truncate {
         pick: u16,
@@ -52,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         4 => (any::<u16>(), 0usize..20_000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
         2 => (-10i64..5_100).prop_map(|timestamp| Op::LookupTime { timestamp }),
+        1 => Just(Op::LookupMaxTime),
         1 => Just(Op::Roll),
         1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
         2 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
@@ -66,6 +68,7 @@ struct ModelBatch {
     base: i64,
     last: i64,
     max_timestamp: i64,
+    epoch: i32,
     /// (offset, timestamp) of each record.
     records: Vec<(i64, i64)>,
     bytes: Vec<u8>,
@@ -146,6 +149,7 @@ impl Model {
             base,
             last,
             max_timestamp,
+            epoch,
             records,
             bytes,
         });
@@ -177,9 +181,26 @@ impl Model {
         self.segments
             .iter()
             .flat_map(|s| &s.batches)
+            .flat_map(|b| b.records.iter().map(|&(offset, ts)| (offset, ts, b.epoch)))
+            .find(|(offset, ts, _)| *ts >= timestamp && *offset >= self.log_start_offset)
+            .map(|(offset, timestamp, leader_epoch)| TimestampOffset {
+                timestamp,
+                offset,
+                leader_epoch,
+            })
+    }
+
+    /// The first record with the largest timestamp at or after the log start.
+    fn lookup_max_time(&self) -> Option<TimestampOffset> {
+        let max = self
+            .segments
+            .iter()
+            .flat_map(|s| &s.batches)
             .flat_map(|b| &b.records)
-            .find(|(offset, ts)| *ts >= timestamp && *offset >= self.log_start_offset)
-            .map(|&(offset, timestamp)| TimestampOffset { timestamp, offset })
+            .filter(|(offset, _)| *offset >= self.log_start_offset)
+            .map(|&(_, ts)| ts)
+            .max()?;
+        self.lookup_time(max)
     }
 
     fn truncate(&mut self, offset: i64) {
@@ -368,6 +389,10 @@ fn run(segment_bytes: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::LookupTime { timestamp } => {
                 let real = h.log().offset_for_timestamp(timestamp).unwrap();
                 prop_assert_eq!(real, model.lookup_time(timestamp), "step {}", step);
+            }
+            Op::LookupMaxTime => {
+                let real = h.log().max_timestamp_offset().unwrap();
+                prop_assert_eq!(real, model.lookup_max_time(), "step {}", step);
             }
             Op::Roll => {
                 h.log().roll().unwrap();

@@ -15,11 +15,13 @@
 //!   that state under the same lock, so a retry is never appended twice.
 
 mod manager;
+mod offsets;
 mod produce;
 mod producer_log;
 pub mod producer_state;
 
 pub use manager::{ProducerStateConfig, ReplicaManager};
+pub use offsets::{ListedOffset, OffsetSpec};
 pub use produce::{Prepared, ProduceError, ProducePolicy};
 pub use producer_state::ProducerStateError;
 

@@ -65,6 +65,8 @@ pub struct TimestampOffset {
     pub timestamp: i64,
     /// The record's offset.
     pub offset: i64,
+    /// The partition leader epoch of the record's batch.
+    pub leader_epoch: i32,
 }
 
 /// One partition's log. See the module documentation.
@@ -463,19 +465,16 @@ impl Log {
             };
             // Batches from here on may hold the record; look inside each in turn.
             while position < segment.size() {
-                let bytes = segment.read_from(position, 0, i64::MAX)?;
-                let records = batch::decode(&bytes).map_err(|e| Error::Corrupt {
-                    path: segment.log_path().to_path_buf(),
-                    position: position as u64,
-                    reason: e.to_string(),
-                })?;
+                let (bytes, records) = decode_batch_at(segment, position)?;
                 let found = records
                     .iter()
                     .find(|r| r.timestamp >= timestamp && r.offset >= log_start_offset);
                 if let Some(record) = found {
+                    let header = BatchHeader::parse(&bytes).expect("decoded above");
                     let found = TimestampOffset {
                         timestamp: record.timestamp,
                         offset: record.offset,
+                        leader_epoch: header.partition_leader_epoch,
                     };
                     return Ok(Some(found));
                 }
@@ -483,6 +482,30 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// The first record with the largest timestamp at or after the log start offset (Kafka's
+    /// ListOffsets MAX_TIMESTAMP), or `None` if the log holds no record.
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        let segments = self.segments();
+        let log_start_offset = self.log_start_offset();
+        let mut max_timestamp = None;
+        for segment in segments.iter() {
+            if segment.is_empty() || segment.next_offset() <= log_start_offset {
+                continue;
+            }
+            let segment_max = if segment.base_offset() >= log_start_offset {
+                Some(segment.max_timestamp())
+            } else {
+                max_timestamp_from(segment, log_start_offset)?
+            };
+            max_timestamp = max_timestamp.max(segment_max);
+        }
+        // No record is later, so the first one at or after it is the first one with it.
+        match max_timestamp {
+            Some(max_timestamp) => self.offset_for_timestamp(max_timestamp),
+            None => Ok(None),
+        }
     }
 
     /// Removes every batch holding an offset at or above `offset`, for a follower whose log
@@ -716,6 +739,41 @@ impl Log {
         active.seal();
         flushed
     }
+}
+
+/// The bytes and records of the batch at `position` of `segment`.
+fn decode_batch_at(segment: &Segment, position: usize) -> Result<(Bytes, Vec<batch::Record>)> {
+    let bytes = segment.read_from(position, 0, i64::MAX)?;
+    let records = batch::decode(&bytes).map_err(|e| Error::Corrupt {
+        path: segment.log_path().to_path_buf(),
+        position: position as u64,
+        reason: e.to_string(),
+    })?;
+    Ok((bytes, records))
+}
+
+/// The largest timestamp of the records of `segment` at or after `log_start_offset`, which
+/// falls inside it: batch headers after it, the records of the batch that holds it.
+fn max_timestamp_from(segment: &Segment, log_start_offset: i64) -> Result<Option<i64>> {
+    let Some((start, _)) = segment.find_offset(log_start_offset)? else {
+        return Ok(None);
+    };
+    let mut max_timestamp = None;
+    for item in segment.headers_from(start) {
+        let (position, header) = item?;
+        let batch_max = if header.base_offset < log_start_offset {
+            let (_, records) = decode_batch_at(segment, position)?;
+            records
+                .iter()
+                .filter(|r| r.offset >= log_start_offset)
+                .map(|r| r.timestamp)
+                .max()
+        } else {
+            Some(header.max_timestamp)
+        };
+        max_timestamp = max_timestamp.max(batch_max);
+    }
+    Ok(max_timestamp)
 }
 
 /// How far a flush goes.
