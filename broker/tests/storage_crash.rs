@@ -122,6 +122,8 @@ fn check_survivors(log: &Log, expected: &[common::StoredBatch]) -> Result<(), Te
     );
     let end = expected.last().map_or(0, |b| b.1 + 1);
     prop_assert_eq!(log.log_end_offset(), end);
+    // The leader-epoch checkpoint lost the epochs whose batches were lost, and only those.
+    prop_assert_eq!(common::leader_epochs(log), common::epochs_of(expected, 0));
     for (base, last, bytes) in expected {
         for offset in *base..=*last {
             let read = log.read(offset, 1).unwrap();

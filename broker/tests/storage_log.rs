@@ -238,6 +238,7 @@ fn replicated_appends_keep_offsets_and_epochs() {
     // ...and may jump ahead (a compacted leader); such a gap is flushed at once.
     let mut later = common::batch(1, 10, 0).to_vec();
     batch::set_base_offset(&mut later, 100);
+    batch::set_partition_leader_epoch(&mut later, 5);
     follower.append_replicated(&later).unwrap();
     assert_eq!(follower.log_end_offset(), 101);
     assert_eq!(follower.recovery_point(), 101);
