@@ -165,6 +165,8 @@ pub(crate) fn partition_error(error: &PartitionError) -> ResponseError {
         PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        PartitionError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable,
+        PartitionError::PolicyViolation { .. } => ResponseError::PolicyViolation,
         PartitionError::Produce(refusal) => match refusal {
             ProduceError::CorruptMessage { .. } => ResponseError::CorruptMessage,
             ProduceError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
