@@ -16,8 +16,9 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::{KafkaContext, hosted_partition, partition_error};
+use super::{KafkaContext, lookup, partition_error};
 use crate::partition::Partition;
+use crate::storage::TopicPartition;
 
 /// One partition of the request: where its answer goes, and what to delete.
 struct Deletion {
@@ -32,13 +33,14 @@ pub(super) async fn handle(
     request: DeleteRecordsRequest,
     context: &KafkaContext,
 ) -> DeleteRecordsResponse {
-    let metadata = context.controller.metadata();
     let mut deletions = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
         for wanted in &topic.partitions {
-            let target = hosted_partition(context, &metadata, name, wanted.partition_index)
-                .map(|partition| (partition, wanted.offset));
+            let tp = TopicPartition::new(name, wanted.partition_index);
+            let target = lookup(&tp, context)
+                .map(|partition| (partition, wanted.offset))
+                .map_err(|(error, _)| error);
             deletions.push(Deletion {
                 topic: topic_index,
                 answer: DeleteRecordsPartitionResult::default()

@@ -21,8 +21,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{KafkaContext, hosted_partition, partition_error};
+use super::{KafkaContext, lookup, partition_error};
 use crate::partition::{OffsetSpec, PartitionError};
+use crate::storage::TopicPartition;
 
 /// Kafka's ListOffsets timestamps with a meaning of their own.
 mod timestamp {
@@ -42,7 +43,6 @@ pub(super) fn handle(
     version: i16,
     context: &KafkaContext,
 ) -> ListOffsetsResponse {
-    let metadata = context.controller.metadata();
     let mut times_named: HashMap<(&str, i32), usize> = HashMap::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
@@ -65,9 +65,10 @@ pub(super) fn handle(
                     if times_named[&(name, wanted.partition_index)] > 1 {
                         return failed(answer, ResponseError::InvalidRequest);
                     }
-                    match hosted_partition(context, &metadata, name, wanted.partition_index) {
+                    let tp = TopicPartition::new(name, wanted.partition_index);
+                    match lookup(&tp, context) {
                         Ok(partition) => list(&partition, wanted, version, answer),
-                        Err(error) => failed(answer, error),
+                        Err((error, _)) => failed(answer, error),
                     }
                 })
                 .collect();

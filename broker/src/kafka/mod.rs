@@ -43,7 +43,6 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
-use crate::controller::ClusterMetadata;
 use crate::controller::{ControllerError, ControllerView, ErrorKind};
 use crate::partition::{
     Partition, PartitionError, ProduceError, ProducerStateError, ReplicaManager,
@@ -197,29 +196,6 @@ pub(crate) fn partition_error(error: &PartitionError) -> ResponseError {
             _ => ResponseError::KafkaStorageError,
         },
     }
-}
-
-/// Partition `index` of topic `name` if this broker holds a replica of it; otherwise the
-/// error Kafka gives: NOT_LEADER_OR_FOLLOWER if the partition exists (on other brokers),
-/// UNKNOWN_TOPIC_OR_PARTITION if it does not.
-fn hosted_partition(
-    context: &KafkaContext,
-    metadata: &ClusterMetadata,
-    name: &str,
-    index: i32,
-) -> Result<Arc<Partition>, ResponseError> {
-    let tp = TopicPartition::new(name, index);
-    if let Some(partition) = context.replicas.partition(&tp) {
-        return Ok(partition);
-    }
-    let exists = metadata.topic_by_name(name).is_some_and(|topic| {
-        usize::try_from(index).is_ok_and(|index| index < topic.partitions.len())
-    });
-    Err(if exists {
-        ResponseError::NotLeaderOrFollower
-    } else {
-        ResponseError::UnknownTopicOrPartition
-    })
 }
 
 /// How long a shutdown waits for the connections to finish the requests they are answering

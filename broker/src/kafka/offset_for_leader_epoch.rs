@@ -13,14 +13,14 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{KafkaContext, hosted_partition, partition_error};
+use super::{KafkaContext, lookup, partition_error};
+use crate::storage::TopicPartition;
 
 /// Answers an OffsetForLeaderEpoch request.
 pub(super) fn handle(
     request: &OffsetForLeaderEpochRequest,
     context: &KafkaContext,
 ) -> OffsetForLeaderEpochResponse {
-    let metadata = context.controller.metadata();
     let topics = request
         .topics
         .iter()
@@ -31,11 +31,11 @@ pub(super) fn handle(
                 .iter()
                 .map(|wanted| {
                     let answer = EpochEndOffset::default().with_partition(wanted.partition);
-                    let partition =
-                        match hosted_partition(context, &metadata, name, wanted.partition) {
-                            Ok(partition) => partition,
-                            Err(error) => return failed(answer, error),
-                        };
+                    let tp = TopicPartition::new(name, wanted.partition);
+                    let partition = match lookup(&tp, context) {
+                        Ok(partition) => partition,
+                        Err((error, _)) => return failed(answer, error),
+                    };
                     let current =
                         (wanted.current_leader_epoch >= 0).then_some(wanted.current_leader_epoch);
                     match partition.end_offset_for_epoch(current, wanted.leader_epoch) {
