@@ -107,7 +107,11 @@ fn every_compression_codec_is_stored_and_found_by_timestamp() {
     // Record timestamps are 1000..1003, 2000..2003, ...; offsets 0..3, 4..7, ...
     let check = |timestamp, expected: Option<(i64, i64)>| {
         let found = log.offset_for_timestamp(timestamp).unwrap();
-        let expected = expected.map(|(timestamp, offset)| TimestampOffset { timestamp, offset });
+        let expected = expected.map(|(timestamp, offset)| TimestampOffset {
+            timestamp,
+            offset,
+            leader_epoch: 0,
+        });
         assert_eq!(found, expected, "timestamp {timestamp}");
     };
     check(0, Some((1_000, 0)));
@@ -234,6 +238,7 @@ fn replicated_appends_keep_offsets_and_epochs() {
     // ...and may jump ahead (a compacted leader); such a gap is flushed at once.
     let mut later = common::batch(1, 10, 0).to_vec();
     batch::set_base_offset(&mut later, 100);
+    batch::set_partition_leader_epoch(&mut later, 5);
     follower.append_replicated(&later).unwrap();
     assert_eq!(follower.log_end_offset(), 101);
     assert_eq!(follower.recovery_point(), 101);

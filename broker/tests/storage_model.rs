@@ -30,6 +30,10 @@ enum Op {
     LookupTime {
         timestamp: i64,
     },
+    LookupMaxTime,
+    DeleteRecords {
+        pick: u16,
+    },
     Roll,
     Truncate {
         pick: u16,
@@ -52,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         4 => (any::<u16>(), 0usize..20_000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
         2 => (-10i64..5_100).prop_map(|timestamp| Op::LookupTime { timestamp }),
+        1 => Just(Op::LookupMaxTime),
+        1 => any::<u16>().prop_map(|pick| Op::DeleteRecords { pick }),
         1 => Just(Op::Roll),
         1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
         2 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
@@ -66,6 +72,7 @@ struct ModelBatch {
     base: i64,
     last: i64,
     max_timestamp: i64,
+    epoch: i32,
     /// (offset, timestamp) of each record.
     records: Vec<(i64, i64)>,
     bytes: Vec<u8>,
@@ -146,6 +153,7 @@ impl Model {
             base,
             last,
             max_timestamp,
+            epoch,
             records,
             bytes,
         });
@@ -177,9 +185,26 @@ impl Model {
         self.segments
             .iter()
             .flat_map(|s| &s.batches)
+            .flat_map(|b| b.records.iter().map(|&(offset, ts)| (offset, ts, b.epoch)))
+            .find(|(offset, ts, _)| *ts >= timestamp && *offset >= self.log_start_offset)
+            .map(|(offset, timestamp, leader_epoch)| TimestampOffset {
+                timestamp,
+                offset,
+                leader_epoch,
+            })
+    }
+
+    /// The first record with the largest timestamp at or after the log start.
+    fn lookup_max_time(&self) -> Option<TimestampOffset> {
+        let max = self
+            .segments
+            .iter()
+            .flat_map(|s| &s.batches)
             .flat_map(|b| &b.records)
-            .find(|(offset, ts)| *ts >= timestamp && *offset >= self.log_start_offset)
-            .map(|&(offset, timestamp)| TimestampOffset { timestamp, offset })
+            .filter(|(offset, _)| *offset >= self.log_start_offset)
+            .map(|&(_, ts)| ts)
+            .max()?;
+        self.lookup_time(max)
     }
 
     fn truncate(&mut self, offset: i64) {
@@ -262,6 +287,33 @@ impl Model {
             })
             .count();
         self.delete_oldest(count);
+    }
+
+    /// DeleteRecords: the start moves up to `offset` (at most the end), and segments wholly
+    /// below it go.
+    fn delete_records(&mut self, offset: i64) -> Result<i64, ()> {
+        if offset < 0 || offset > self.log_end_offset {
+            return Err(());
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            let count = self.segments[1..]
+                .iter()
+                .take_while(|s| s.base <= offset)
+                .count();
+            self.segments.drain(..count);
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// The batches a reader can still reach, as stored batches.
+    fn visible(&self) -> Vec<common::StoredBatch> {
+        self.segments
+            .iter()
+            .flat_map(|s| &s.batches)
+            .filter(|b| b.last >= self.log_start_offset)
+            .map(|b| (b.base, b.last, b.bytes.clone()))
+            .collect()
     }
 
     fn pick(&self, pick: u16) -> i64 {
@@ -369,6 +421,26 @@ fn run(segment_bytes: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let real = h.log().offset_for_timestamp(timestamp).unwrap();
                 prop_assert_eq!(real, model.lookup_time(timestamp), "step {}", step);
             }
+            Op::LookupMaxTime => {
+                let real = h.log().max_timestamp_offset().unwrap();
+                prop_assert_eq!(real, model.lookup_max_time(), "step {}", step);
+            }
+            Op::DeleteRecords { pick } => {
+                let offset = model.pick(pick);
+                let real = h.log().delete_records_before(offset);
+                match (real, model.delete_records(offset)) {
+                    (Ok(real), Ok(expected)) => prop_assert_eq!(real, expected, "step {}", step),
+                    (Err(Error::OffsetOutOfRange { .. }), Err(())) => {}
+                    (real, expected) => prop_assert!(
+                        false,
+                        "step {}: delete records before {}: real {:?}, model {:?}",
+                        step,
+                        offset,
+                        real,
+                        expected
+                    ),
+                }
+            }
             Op::Roll => {
                 h.log().roll().unwrap();
                 if !model.active().batches.is_empty() {
@@ -418,6 +490,25 @@ fn run(segment_bytes: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(log.segment_base_offsets(), bases, "step {}", step);
         let size: u64 = model.segments.iter().map(|s| s.size() as u64).sum();
         prop_assert_eq!(log.size_bytes(), size, "step {}", step);
+        // The leader-epoch cache names where each epoch of the readable records starts (with
+        // no readable record it may keep the epoch in effect at the end, as Kafka does).
+        let visible = model.visible();
+        let epochs = common::epochs_of(&visible, model.log_start_offset);
+        if !visible.is_empty() {
+            prop_assert_eq!(common::leader_epochs(log), epochs.clone(), "step {}", step);
+        }
+        for (i, &(epoch, _)) in epochs.iter().enumerate() {
+            let end = epochs
+                .get(i + 1)
+                .map_or(model.log_end_offset, |next| next.1);
+            let found = log.end_offset_for_epoch(epoch);
+            prop_assert_eq!(
+                (found.leader_epoch, found.end_offset),
+                (epoch, end),
+                "step {}",
+                step
+            );
+        }
     }
     // Finally every batch, read back one by one, is the model's.
     let all: Vec<Bytes> = common::read_all(h.log())

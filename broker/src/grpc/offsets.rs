@@ -1,13 +1,14 @@
 //! ListOffsets: a partition's log start offset, its high watermark, or the first record at or
-//! after a timestamp, as its leader knows them. Only offsets below the high watermark are
-//! given, as Kafka does for consumers.
+//! after a timestamp, as its leader knows them (`Partition::list_offset`, which the Kafka
+//! front end uses too). Only offsets below the high watermark are given, as Kafka does for
+//! consumers.
 
 use kafka_protocol::ResponseError;
 use weir_proto::v1 as pb;
 
 use super::status::error;
 use crate::kafka::{KafkaContext, Refusal, lookup, refused};
-use crate::partition::{PartitionError, Role};
+use crate::partition::OffsetSpec;
 use crate::storage::TopicPartition;
 
 /// Answers a ListOffsets request, each query in order.
@@ -55,29 +56,15 @@ fn find(
         )
     })?;
     let partition = lookup(tp, context)?;
-    if let Role::Follower { leader } = partition.role() {
-        return Err(refused(&PartitionError::NotLeader {
-            tp: tp.clone(),
-            broker: context.config.node_id,
-            leader,
-        }));
-    }
+    let spec = match spec {
+        pb::OffsetSpec::Earliest => OffsetSpec::Earliest,
+        pb::OffsetSpec::Latest => OffsetSpec::Latest,
+        pb::OffsetSpec::Timestamp => OffsetSpec::Timestamp(query.timestamp_ms),
+    };
     let leader_epoch = partition.leader_epoch();
-    let high_watermark = partition.high_watermark();
-    let log = partition.log();
-    Ok(match spec {
-        pb::OffsetSpec::Earliest => (log.log_start_offset(), -1, leader_epoch),
-        pb::OffsetSpec::Latest => (high_watermark, -1, leader_epoch),
-        pb::OffsetSpec::Timestamp => {
-            let found = log
-                .offset_for_timestamp(query.timestamp_ms)
-                .map_err(|e| refused(&PartitionError::Storage(e)))?;
-            match found {
-                Some(found) if found.offset < high_watermark => {
-                    (found.offset, found.timestamp, leader_epoch)
-                }
-                _ => (-1, -1, leader_epoch),
-            }
-        }
+    let found = partition.list_offset(spec, None).map_err(|e| refused(&e))?;
+    Ok(match found {
+        Some(found) => (found.offset, found.timestamp, leader_epoch),
+        None => (-1, -1, leader_epoch),
     })
 }

@@ -10,8 +10,9 @@ use tokio::sync::watch;
 
 use super::{
     KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions, create_topics,
-    delete_topics, describe_cluster, describe_configs, fetch, incremental_alter_configs,
-    init_producer_id, metadata, produce, versions,
+    delete_records, delete_topics, describe_cluster, describe_configs, fetch,
+    incremental_alter_configs, init_producer_id, list_offsets, metadata, offset_for_leader_epoch,
+    produce, versions,
 };
 
 /// Why a connection was closed.
@@ -153,6 +154,15 @@ async fn answer(
             ResponseKind::InitProducerId(init_producer_id::handle(&request, context).await)
         }
         RequestKind::Fetch(request) => ResponseKind::Fetch(fetch::handle(request, context).await),
+        RequestKind::ListOffsets(request) => {
+            ResponseKind::ListOffsets(list_offsets::handle(&request, version, context))
+        }
+        RequestKind::OffsetForLeaderEpoch(request) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&request, context))
+        }
+        RequestKind::DeleteRecords(request) => {
+            ResponseKind::DeleteRecords(delete_records::handle(request, context).await)
+        }
         RequestKind::Produce(request) => match produce::handle(request, context).await {
             Some(response) => ResponseKind::Produce(response),
             // acks=0: the client expects no answer.

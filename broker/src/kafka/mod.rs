@@ -20,13 +20,16 @@ mod api_versions;
 mod connection;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+mod delete_records;
 pub(crate) mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod fetch;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 pub(crate) mod produce;
 mod versions;
 
@@ -165,6 +168,8 @@ pub(crate) fn partition_error(error: &PartitionError) -> ResponseError {
         PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        PartitionError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable,
+        PartitionError::PolicyViolation { .. } => ResponseError::PolicyViolation,
         PartitionError::Produce(refusal) => match refusal {
             ProduceError::CorruptMessage { .. } => ResponseError::CorruptMessage,
             ProduceError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,

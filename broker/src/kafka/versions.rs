@@ -9,6 +9,10 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::Metadata, 0, 12),
+    // v0 (old-style offset lists) is not decodable by kafka-protocol; v9 adds -5 (tiered).
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),

@@ -88,6 +88,21 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// The logs of this broker.
+    pub(super) fn logs(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    /// The configs of topic `name` in the metadata last applied (none if it is unknown).
+    pub(super) fn topic_configs(&self, name: &str) -> BTreeMap<String, String> {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied
+            .metadata
+            .topic_by_name(name)
+            .map(|topic| topic.configs.clone())
+            .unwrap_or_default()
+    }
+
     /// Every partition this broker holds, in topic-partition order.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());

@@ -15,11 +15,13 @@
 //!   that state under the same lock, so a retry is never appended twice.
 
 mod manager;
+mod offsets;
 mod produce;
 mod producer_log;
 pub mod producer_state;
 
 pub use manager::{ProducerStateConfig, ReplicaManager};
+pub use offsets::{ListedOffset, OffsetSpec};
 pub use produce::{Prepared, ProduceError, ProducePolicy};
 pub use producer_state::ProducerStateError;
 
@@ -96,6 +98,28 @@ pub enum PartitionError {
         start: i64,
         /// The log end offset.
         end: i64,
+    },
+    /// The leader's high watermark has not reached the start of its epoch yet, so the end
+    /// of the log a consumer may see is not known (OFFSET_NOT_AVAILABLE); retry.
+    #[error(
+        "{tp} cannot list offsets yet: its high watermark {high_watermark} is below the start \
+         of the leader's epoch, {epoch_start}; retry"
+    )]
+    OffsetNotAvailable {
+        /// The partition.
+        tp: TopicPartition,
+        /// Where the leader's epoch starts.
+        epoch_start: i64,
+        /// The high watermark.
+        high_watermark: i64,
+    },
+    /// The topic's configs forbid the request (POLICY_VIOLATION).
+    #[error("{tp}: {reason}")]
+    PolicyViolation {
+        /// The partition.
+        tp: TopicPartition,
+        /// Which config forbids what.
+        reason: String,
     },
     /// The producer's records were refused before the log saw them.
     #[error(transparent)]
@@ -214,7 +238,11 @@ impl Partition {
     pub(crate) fn update(&self, state: &PartitionState) {
         let replica = replica_state(self.broker, state);
         let sole_leader = is_sole_leader(self.broker, &replica);
+        let leader_epoch = (replica.role == Role::Leader).then_some(replica.leader_epoch);
         *self.lock() = replica;
+        if let Some(epoch) = leader_epoch {
+            self.start_leader_epoch(epoch);
+        }
         if sole_leader {
             self.advance_high_watermark(self.log.log_end_offset());
         }

@@ -15,7 +15,7 @@ use crate::storage::LogManager;
 
 const ME: BrokerId = 1;
 
-fn records(count: usize) -> Bytes {
+pub(super) fn records(count: usize) -> Bytes {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
             key: Some(Bytes::from(format!("key-{i}"))),
@@ -28,7 +28,7 @@ fn records(count: usize) -> Bytes {
     batch::encode(&records, &EncodeOptions::default()).unwrap()
 }
 
-fn manager(dir: &std::path::Path) -> (Arc<LogManager>, ReplicaManager) {
+pub(super) fn manager(dir: &std::path::Path) -> (Arc<LogManager>, ReplicaManager) {
     let config = StorageConfig {
         data_dir: dir.to_path_buf(),
         log: LogConfig {
@@ -46,17 +46,17 @@ fn manager(dir: &std::path::Path) -> (Arc<LogManager>, ReplicaManager) {
     )
 }
 
-fn brokers(ids: &[BrokerId]) -> Vec<MetadataRecord> {
+pub(super) fn brokers(ids: &[BrokerId]) -> Vec<MetadataRecord> {
     ids.iter().map(|&id| testing::register(id, None)).collect()
 }
 
-fn topic(name: &str, id: u128, replicas: &[&[BrokerId]]) -> Vec<MetadataRecord> {
+pub(super) fn topic(name: &str, id: u128, replicas: &[&[BrokerId]]) -> Vec<MetadataRecord> {
     let configs = BTreeMap::from([("segment.bytes".into(), "32768".into())]);
     testing::topic(name, Uuid::from_u128(id), configs, replicas)
 }
 
 /// Applies `records` to `metadata` and hands the change to `manager`.
-fn change(
+pub(super) fn change(
     manager: &ReplicaManager,
     metadata: &mut Arc<ClusterMetadata>,
     records: Vec<MetadataRecord>,

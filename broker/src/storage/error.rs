@@ -84,6 +84,21 @@ pub enum Error {
         log_end_offset: i64,
     },
 
+    /// A batch's leader epoch is below that of the log's last batch: it comes from a stale
+    /// leader, or from a log that diverged and must be truncated first.
+    #[error(
+        "a batch of leader epoch {epoch} cannot follow the batches of epoch {written_epoch} in \
+         {dir}: leader epochs never decrease in a log"
+    )]
+    LeaderEpochDecreased {
+        /// The log's directory.
+        dir: PathBuf,
+        /// The batch's leader epoch.
+        epoch: i32,
+        /// The leader epoch of the log's last batch.
+        written_epoch: i32,
+    },
+
     /// A batch (or run of batches) is too large for any segment.
     #[error("{bytes} bytes of batches cannot fit a segment, whose limit is {limit} bytes")]
     BatchTooLarge {

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use weir_proto::batch::{self, BatchHeader};
 
 use super::error::{Error, Result};
+use super::leader_epoch::{self, EpochEndOffset, EpochEntry, LeaderEpochCache};
 use super::segment::{ActiveSegment, Capacity, Placement, Segment};
 use super::{files, load};
 use crate::clock::Clock;
@@ -65,6 +66,8 @@ pub struct TimestampOffset {
     pub timestamp: i64,
     /// The record's offset.
     pub offset: i64,
+    /// The partition leader epoch of the record's batch.
+    pub leader_epoch: i32,
 }
 
 /// One partition's log. See the module documentation.
@@ -89,6 +92,9 @@ pub struct Log {
     directory_changed: AtomicBool,
     /// Set when a flush failed: the log then refuses writes.
     offline: OnceLock<String>,
+    /// Where each leader epoch starts; changed under the writer lock, persisted in the
+    /// leader-epoch checkpoint before the log end moves past a change.
+    epochs: Mutex<LeaderEpochCache>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +128,7 @@ impl Log {
             .checkpoint
             .map_or(first_base, |c| c.log_start_offset.max(first_base))
             .min(log_end_offset);
+        let epochs = leader_epoch::load(&dir, &segments, log_start_offset, log_end_offset)?;
         let log = Log {
             dir,
             clock,
@@ -136,6 +143,7 @@ impl Log {
             flush_lock: Mutex::new(()),
             directory_changed: AtomicBool::new(true),
             offline: OnceLock::new(),
+            epochs: Mutex::new(epochs),
         };
         // What recovery kept is now known good; make it durable before calling it flushed.
         log.flush()?;
@@ -168,6 +176,64 @@ impl Log {
             log_start_offset: self.log_start_offset(),
             recovery_point: self.recovery_point(),
         }
+    }
+
+    /// Where each leader epoch that wrote to the log starts, oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        lock(&self.epochs).entries().to_vec()
+    }
+
+    /// Where the records of leader epoch `epoch` end (OffsetForLeaderEpoch): the largest
+    /// epoch at or below it and the start of the next, or the log end offset for the latest
+    /// epoch. See [`EpochEndOffset`] and Kafka's rules in [`super::leader_epoch`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> EpochEndOffset {
+        let epochs = lock(&self.epochs);
+        // Read the end under the lock: an append records a new epoch before it moves the end.
+        epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader epoch in effect at `offset`, if the log knows one.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        lock(&self.epochs).epoch_for_offset(offset)
+    }
+
+    /// The offset where leader epoch `epoch` starts, if it has written or was recorded.
+    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
+        lock(&self.epochs).start_offset_of(epoch)
+    }
+
+    /// Records that this replica leads from the log end at `epoch` (Kafka does this when a
+    /// replica becomes leader), so queries for it answer before its first append. Nothing
+    /// changes if the log already knows the epoch.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<()> {
+        let writer = lock(&self.writer);
+        self.check_online()?;
+        if writer.is_none() {
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        let log_end_offset = self.log_end_offset();
+        self.change_epochs(|epochs| {
+            check_epoch(&self.dir, epochs, epoch, log_end_offset)?;
+            Ok(epochs.assign(epoch, log_end_offset))
+        })
+    }
+
+    /// Applies `change` to a copy of the leader-epoch cache; if it reports a change, persists
+    /// the copy and puts it in place. A failed write takes the log offline, as a failed flush
+    /// does. The caller holds the writer lock.
+    fn change_epochs(
+        &self,
+        change: impl FnOnce(&mut LeaderEpochCache) -> Result<bool>,
+    ) -> Result<()> {
+        let mut epochs = lock(&self.epochs).clone();
+        if !change(&mut epochs)? {
+            return Ok(());
+        }
+        leader_epoch::persist(&self.dir, &epochs).inspect_err(|e| self.go_offline(e))?;
+        *lock(&self.epochs) = epochs;
+        Ok(())
     }
 
     /// The log's current configuration.
@@ -266,9 +332,11 @@ impl Log {
         let last_offset = next_offset - 1;
         let active =
             self.prepare_append(&mut writer, &config, data.len(), first_offset, last_offset)?;
-        active
-            .append(data, &placements)
-            .inspect_err(|e| self.go_offline(e))?;
+        self.record_epochs(&placements, log_end_offset)?;
+        active.append(data, &placements).inspect_err(|e| {
+            self.go_offline(e);
+            lock(&self.epochs).truncate_from_end(log_end_offset);
+        })?;
         self.log_end_offset.store(next_offset, Ordering::Release);
 
         self.note_unflushed(records);
@@ -284,6 +352,27 @@ impl Log {
             max_timestamp,
             batch_count: placements.len(),
             bytes: data.len(),
+        })
+    }
+
+    /// Checks that the batches' leader epochs do not go back and records the new ones,
+    /// before the log end moves past them. Cheap when no batch starts an epoch.
+    fn record_epochs(&self, placements: &[Placement], log_end_offset: i64) -> Result<()> {
+        let epoch_of = |p: &Placement| p.leader_epoch.unwrap_or(p.header.partition_leader_epoch);
+        let latest = lock(&self.epochs).latest().map(|e| e.epoch);
+        if placements.iter().all(|p| Some(epoch_of(p)) == latest) {
+            return Ok(());
+        }
+        self.change_epochs(|epochs| {
+            let mut changed = false;
+            let mut log_end_offset = log_end_offset;
+            for placement in placements {
+                let epoch = epoch_of(placement);
+                check_epoch(&self.dir, epochs, epoch, log_end_offset)?;
+                changed |= epochs.assign(epoch, placement.base_offset);
+                log_end_offset = placement.base_offset + 1;
+            }
+            Ok(changed)
         })
     }
 
@@ -463,19 +552,16 @@ impl Log {
             };
             // Batches from here on may hold the record; look inside each in turn.
             while position < segment.size() {
-                let bytes = segment.read_from(position, 0, i64::MAX)?;
-                let records = batch::decode(&bytes).map_err(|e| Error::Corrupt {
-                    path: segment.log_path().to_path_buf(),
-                    position: position as u64,
-                    reason: e.to_string(),
-                })?;
+                let (bytes, records) = decode_batch_at(segment, position)?;
                 let found = records
                     .iter()
                     .find(|r| r.timestamp >= timestamp && r.offset >= log_start_offset);
                 if let Some(record) = found {
+                    let header = BatchHeader::parse(&bytes).expect("decoded above");
                     let found = TimestampOffset {
                         timestamp: record.timestamp,
                         offset: record.offset,
+                        leader_epoch: header.partition_leader_epoch,
                     };
                     return Ok(Some(found));
                 }
@@ -483,6 +569,30 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// The first record with the largest timestamp at or after the log start offset (Kafka's
+    /// ListOffsets MAX_TIMESTAMP), or `None` if the log holds no record.
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        let segments = self.segments();
+        let log_start_offset = self.log_start_offset();
+        let mut max_timestamp = None;
+        for segment in segments.iter() {
+            if segment.is_empty() || segment.next_offset() <= log_start_offset {
+                continue;
+            }
+            let segment_max = if segment.base_offset() >= log_start_offset {
+                Some(segment.max_timestamp())
+            } else {
+                max_timestamp_from(segment, log_start_offset)?
+            };
+            max_timestamp = max_timestamp.max(segment_max);
+        }
+        // No record is later, so the first one at or after it is the first one with it.
+        match max_timestamp {
+            Some(max_timestamp) => self.offset_for_timestamp(max_timestamp),
+            None => Ok(None),
+        }
     }
 
     /// Removes every batch holding an offset at or above `offset`, for a follower whose log
@@ -516,6 +626,13 @@ impl Log {
         self.log_end_offset.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
+        // A crash before this is written is repaired at open, which cuts the cache to the log.
+        self.change_epochs(|epochs| {
+            Ok(match keep {
+                0 => epochs.clear(),
+                _ => epochs.truncate_from_end(new_end),
+            })
+        })?;
         Ok(new_end)
     }
 
@@ -641,12 +758,59 @@ impl Log {
         let new_start = remaining[0].base_offset();
         // Move the start before dropping segments: a reader that misses a segment then sees
         // the new start and answers OffsetOutOfRange rather than skipping ahead.
-        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        let new_start = self
+            .log_start_offset
+            .fetch_max(new_start, Ordering::AcqRel)
+            .max(new_start);
+        self.change_epochs(|epochs| Ok(epochs.truncate_from_start(new_start)))?;
         self.publish_segments(remaining);
         for segment in &segments[..count] {
             segment.delete_files()?;
         }
         Ok(())
+    }
+
+    /// Moves the log start offset up to `offset` (Kafka's DeleteRecords; never back) and
+    /// deletes the segments wholly below it. Returns the log start offset. An offset past the
+    /// log end is [`Error::OffsetOutOfRange`]; keeping it at or below the high watermark is
+    /// the caller's job. The new start is durable once the owner's recovery checkpoint
+    /// records it ([`Log::checkpoint`]); until then a crash may bring back the records
+    /// above the first remaining segment's base offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let writer = lock(&self.writer);
+        self.check_online()?;
+        if writer.is_none() {
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        let log_start_offset = self.log_start_offset();
+        let log_end_offset = self.log_end_offset();
+        if offset > log_end_offset || offset < 0 {
+            return Err(Error::OffsetOutOfRange {
+                dir: self.dir.clone(),
+                offset,
+                log_start_offset,
+                log_end_offset,
+            });
+        }
+        if offset <= log_start_offset {
+            return Ok(log_start_offset);
+        }
+        self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        // Every segment whose successor starts at or below the new start holds only
+        // records below it; the active segment is never deleted.
+        let segments = self.segments();
+        let count = segments[1..]
+            .iter()
+            .take_while(|next| next.base_offset() <= offset)
+            .count();
+        if count > 0 {
+            self.delete_first_segments(count)?;
+        } else {
+            self.change_epochs(|epochs| Ok(epochs.truncate_from_start(offset)))?;
+        }
+        Ok(self.log_start_offset())
     }
 
     /// Makes everything appended so far durable and moves the recovery point to the log end.
@@ -715,6 +879,59 @@ impl Log {
         let flushed = self.flush();
         active.seal();
         flushed
+    }
+}
+
+/// The bytes and records of the batch at `position` of `segment`.
+fn decode_batch_at(segment: &Segment, position: usize) -> Result<(Bytes, Vec<batch::Record>)> {
+    let bytes = segment.read_from(position, 0, i64::MAX)?;
+    let records = batch::decode(&bytes).map_err(|e| Error::Corrupt {
+        path: segment.log_path().to_path_buf(),
+        position: position as u64,
+        reason: e.to_string(),
+    })?;
+    Ok((bytes, records))
+}
+
+/// The largest timestamp of the records of `segment` at or after `log_start_offset`, which
+/// falls inside it: batch headers after it, the records of the batch that holds it.
+fn max_timestamp_from(segment: &Segment, log_start_offset: i64) -> Result<Option<i64>> {
+    let Some((start, _)) = segment.find_offset(log_start_offset)? else {
+        return Ok(None);
+    };
+    let mut max_timestamp = None;
+    for item in segment.headers_from(start) {
+        let (position, header) = item?;
+        let batch_max = if header.base_offset < log_start_offset {
+            let (_, records) = decode_batch_at(segment, position)?;
+            records
+                .iter()
+                .filter(|r| r.offset >= log_start_offset)
+                .map(|r| r.timestamp)
+                .max()
+        } else {
+            Some(header.max_timestamp)
+        };
+        max_timestamp = max_timestamp.max(batch_max);
+    }
+    Ok(max_timestamp)
+}
+
+/// Refuses a batch of leader epoch `epoch` after a record of a later one: recovery would
+/// take it for damage.
+fn check_epoch(
+    dir: &Path,
+    epochs: &LeaderEpochCache,
+    epoch: i32,
+    log_end_offset: i64,
+) -> Result<()> {
+    match epochs.written_epoch(log_end_offset) {
+        Some(written_epoch) if epoch < written_epoch => Err(Error::LeaderEpochDecreased {
+            dir: dir.to_path_buf(),
+            epoch,
+            written_epoch,
+        }),
+        _ => Ok(()),
     }
 }
 

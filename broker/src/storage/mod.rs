@@ -9,6 +9,7 @@
 //! 00000000000000000000.timeindex  time index: max timestamp so far -> relative offset
 //! 00000000000000004711.log        the next segment, from offset 4711
 //! ...
+//! leader-epoch-checkpoint         where each leader epoch starts (see `leader_epoch`)
 //! ```
 //!
 //! Invariants:
@@ -26,12 +27,16 @@
 //!   leave bytes there, so it takes the log offline.
 //! - Every segment and index file is preallocated before it is mapped: a full disk is an
 //!   error when a segment is rolled, never a SIGBUS while copying into a map.
+//! - Leader epochs never decrease along the log; the leader-epoch checkpoint names where each
+//!   starts, is written before the log end moves past a new epoch, and is checked against the
+//!   log (and repaired from its batch headers) at open.
 
 mod checkpoint;
 mod error;
 mod files;
 mod headers;
 mod index;
+mod leader_epoch;
 mod load;
 mod log;
 mod manager;
@@ -43,5 +48,6 @@ pub use checkpoint::{read_checkpoint, write_checkpoint};
 pub use error::{Error, Result};
 pub(crate) use files::sync_directory;
 pub use headers::BatchHeaders;
+pub use leader_epoch::{EpochEndOffset, EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendInfo, Log, LogCheckpoint, OpenState, TimestampOffset};
 pub use manager::{LogManager, TopicPartition};

@@ -315,6 +315,31 @@ impl Segment {
         Ok(None)
     }
 
+    /// The headers of the batches from byte `position` to the end of the published data, with
+    /// their positions. Headers were validated when written; a damaged one ends the walk with
+    /// [`Error::Corrupt`].
+    pub(crate) fn headers_from(
+        &self,
+        position: usize,
+    ) -> impl Iterator<Item = Result<(usize, BatchHeader)>> + '_ {
+        let log = self.log.bytes();
+        let mut position = position;
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed || position >= log.len() {
+                return None;
+            }
+            let item = self
+                .header_at(log, position)
+                .map(|header| (position, header));
+            match &item {
+                Ok((_, header)) => position += header.size(),
+                Err(_) => failed = true,
+            }
+            Some(item)
+        })
+    }
+
     /// Whole batches starting at `position`: the first one always, then more while the total
     /// stays within `max_bytes` and each batch ends below `upper_offset`. The result shares the
     /// map; nothing is copied.

@@ -102,3 +102,29 @@ pub fn read_all(log: &Log) -> Vec<StoredBatch> {
     }
     all
 }
+
+/// Where each leader epoch starts among `batches` (in log order), counting only records at or
+/// after `log_start_offset`: what the log's leader-epoch cache must hold.
+pub fn epochs_of(batches: &[StoredBatch], log_start_offset: i64) -> Vec<(i32, i64)> {
+    let mut epochs: Vec<(i32, i64)> = Vec::new();
+    for (base, last, bytes) in batches {
+        if *last < log_start_offset {
+            continue;
+        }
+        let epoch = batch::BatchHeader::parse(bytes)
+            .expect("stored batches parse")
+            .partition_leader_epoch;
+        if epochs.last().is_none_or(|&(e, _)| e != epoch) {
+            epochs.push((epoch, (*base).max(log_start_offset)));
+        }
+    }
+    epochs
+}
+
+/// The log's leader-epoch entries as (epoch, start offset).
+pub fn leader_epochs(log: &Log) -> Vec<(i32, i64)> {
+    log.leader_epochs()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
