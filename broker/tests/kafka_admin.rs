@@ -157,6 +157,17 @@ async fn topics_are_created_grown_reconfigured_and_deleted_through_the_admin_api
     let alter = AlterConfig::new(ResourceSpecifier::Topic("orders")).set("retention.ms", "1000");
     let altered = admin.alter_configs([&alter], &options()).await.unwrap();
     assert!(altered[0].is_ok(), "{altered:?}");
+    // The broker answers once its own metadata has the change; allow a loaded machine slack.
+    let only_retention = |m: &weir_broker::controller::ClusterMetadata| {
+        m.topic_by_name("orders")
+            .is_some_and(|t| t.configs.len() == 1 && t.configs.contains_key("retention.ms"))
+    };
+    assert!(
+        node.controller()
+            .view()
+            .wait_for_metadata(only_retention, WAIT)
+            .await
+    );
     let configs = &node
         .controller()
         .metadata()

@@ -1,0 +1,66 @@
+//! kafka-python (a client of its own, not built on librdkafka) against a node: admin, an
+//! idempotent producer under every codec, consuming back and ListOffsets by timestamp. The
+//! script is `tests/compat/kafka_python.py`; `tests/run` (the README's test command) makes
+//! the virtual environment it runs in.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_produces_consumes_and_administers() {
+    let python = workspace().join("target/compat-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the README's test command (tests/run), which makes it with \
+         kafka-python installed",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::node::start(common::node::single_node_config(dir.path())).await;
+    let bootstrap = node.kafka_addr().to_string();
+    let script = workspace().join("tests/compat/kafka_python.py");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(&bootstrap)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python starts");
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("the kafka-python script did not finish within {WAIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kafka-python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in [
+        "admin: topic created",
+        "consume: all",
+        "list offsets",
+        "topic deleted",
+    ] {
+        assert!(stdout.contains(check), "{check}:\n{stdout}");
+    }
+    node.shutdown().await.unwrap();
+}
