@@ -731,25 +731,11 @@ async fn delete_records_over_the_bare_protocol() {
 async fn kcat(args: &[&str]) -> Option<String> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        use std::process::{Command, Stdio};
-        let spawned = Command::new("kcat")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
+        let command = &mut std::process::Command::new("kcat");
+        let output = match common::process::run(command.args(&args), b"", WAIT) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            spawned => spawned.unwrap(),
+            output => output.unwrap(),
         };
-        let deadline = Instant::now() + WAIT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("kcat {args:?} did not finish in time");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "kcat {args:?}: {stderr}");
         Some(String::from_utf8(output.stdout).unwrap())

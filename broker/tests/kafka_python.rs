@@ -6,8 +6,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -29,22 +29,8 @@ async fn kafka_python_produces_consumes_and_administers() {
     let bootstrap = node.kafka_addr().to_string();
     let script = workspace().join("tests/compat/kafka_python.py");
     let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg(&bootstrap)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python starts");
-        let deadline = Instant::now() + WAIT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("the kafka-python script did not finish within {WAIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().unwrap()
+        common::process::run(Command::new(python).arg(script).arg(&bootstrap), b"", WAIT)
+            .expect("python starts")
     })
     .await
     .unwrap();

@@ -5,37 +5,19 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs kcat with `args`, feeding it `input`; returns its standard output, or panics with its
 /// standard error if it fails or outlives `WAIT`.
 fn kcat(args: &[&str], input: &str) -> String {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let output = common::process::run(Command::new("kcat").args(args), input.as_bytes(), WAIT)
         .expect(
             "kcat is installed: run `apt-get install kcat`, or the README's test command \
              (tests/run), which installs it",
         );
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("kcat {args:?} did not finish within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),

@@ -7,6 +7,7 @@
 pub mod grpc_client;
 pub mod kafka_client;
 pub mod node;
+pub mod process;
 pub mod roundtrip;
 pub mod wire;
 
