@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,107 +23,20 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::net::TcpStream;
 use weir_proto::batch::{self, EncodeOptions, Record};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_weir-broker");
+use common::broker_process::BrokerProcess;
+
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "orders";
 const PARTITIONS: i32 = 3;
 const RECORDS: usize = 3_000;
 
-/// A running `weir-broker` process; every line it logs is kept.
-struct Broker {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Broker {
-    /// Starts a single node in `dir` with every listener on a free port and fast producer
-    /// state snapshots.
-    fn start(dir: &Path) -> Broker {
-        let mut child = Command::new(BINARY)
-            .current_dir(dir)
-            .args(["--data-dir", "data"])
-            .args(["--kafka-addr", "127.0.0.1:0"])
-            .args(["--internal-addr", "127.0.0.1:0"])
-            .args(["--grpc-addr", "127.0.0.1:0"])
-            .args(["--http-addr", "127.0.0.1:0"])
-            .env("WEIR_PRODUCER_SNAPSHOT_CHECK_INTERVAL_MS", "50")
-            .env("RUST_LOG", "info,openraft=warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("weir-broker starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Broker {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first line logged (before or after this call) that `matches`, waiting at most
-    /// [`WAIT`].
-    fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        if let Some(line) = self.seen.iter().find(|l| matches(l)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no log line {what}; the broker said:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    /// Waits until the node is a live broker and returns its Kafka address.
-    fn wait_until_serving(&mut self) -> String {
-        let line = self.wait_for("serving the Kafka protocol", |l| {
-            l.contains("serving the Kafka protocol")
-        });
-        self.wait_for("saying the broker is live", |l| {
-            l.contains("broker is live")
-        });
-        let address = line
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("address="))
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        address.to_string()
-    }
-
-    /// Kills the process with SIGKILL: no shutdown, no final snapshot or flush.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL the broker");
-        let status = self.child.wait().expect("reap the broker");
-        assert!(!status.success(), "killed, not exited: {status}");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // A failed test must not leave a broker running.
-        let _already_gone = self.child.kill();
-        let _reaped = self.child.wait();
-    }
+/// Starts a node keeping its data in `dir/data`, with fast producer state snapshots.
+fn start(dir: &Path) -> BrokerProcess {
+    BrokerProcess::start(
+        dir,
+        &["--data-dir", "data"],
+        &[("WEIR_PRODUCER_SNAPSHOT_CHECK_INTERVAL_MS", "50")],
+    )
 }
 
 /// The offsets of partition 0's producer state snapshots.
@@ -280,7 +190,7 @@ fn consume_all(address: &str, expected: usize) -> Vec<(i32, i64, String)> {
 async fn acknowledged_records_and_producer_state_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let data: PathBuf = dir.path().join("data");
-    let mut broker = Broker::start(dir.path());
+    let mut broker = start(dir.path());
     let address = broker.wait_until_serving();
 
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -322,7 +232,7 @@ async fn acknowledged_records_and_producer_state_survive_sigkill() {
 
     broker.kill();
 
-    let mut broker = Broker::start(dir.path());
+    let mut broker = start(dir.path());
     let address = broker.wait_until_serving();
     let loaded = broker.wait_for("loading partition 0's producer state", |l| {
         l.contains("producer state loaded") && l.contains(&format!("tp={TOPIC}-0 "))
