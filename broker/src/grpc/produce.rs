@@ -75,10 +75,11 @@ impl Pending {
     /// and says how each went.
     async fn acknowledge(self) -> pb::ProduceResponse {
         let acks_all = self.acks == pb::Acks::All;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let mut results = Vec::with_capacity(self.partitions.len());
         for (tp, appended) in self.partitions {
             let produced = match appended {
-                Ok(appended) => appended.acknowledge(acks_all, self.timeout).await,
+                Ok(appended) => appended.acknowledge(acks_all, deadline).await,
                 Err(refusal) => Err(refusal),
             };
             let mut result = pb::PartitionProduceResult {

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -57,14 +59,16 @@ pub(crate) fn append(
 
 impl Appended {
     /// Waits, with `acks_all`, until every in-sync replica has the records (the high
-    /// watermark passes them), for at most `timeout`; then says where they are.
+    /// watermark passes them), until `deadline` at the latest; then says where they are. A
+    /// request's partitions share one deadline, so their waits overlap.
     pub(crate) async fn acknowledge(
         self,
         acks_all: bool,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Produced, Refusal> {
         let partition = &self.partition;
         let last_offset = self.info.last_offset;
+        let timeout = deadline.saturating_duration_since(Instant::now());
         if acks_all
             && partition.high_watermark() <= last_offset
             && !partition.wait_for_data(last_offset, timeout).await
@@ -72,7 +76,8 @@ impl Appended {
             return Err((
                 ResponseError::RequestTimedOut,
                 format!(
-                    "the in-sync replicas of {} did not take the records within {timeout:?}",
+                    "the in-sync replicas of {} did not take the records within the request's \
+                     timeout",
                     partition.topic_partition()
                 ),
             ));
@@ -98,16 +103,32 @@ pub(super) async fn handle(
 ) -> Option<ProduceResponse> {
     let now_ms = context.clock.now_ms();
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-    let mut topics = Vec::with_capacity(request.topic_data.len());
-    for topic in request.topic_data {
-        let name = topic.name.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for data in topic.partition_data {
-            let tp = TopicPartition::new(name.clone(), data.index);
-            let response = PartitionProduceResponse::default().with_index(data.index);
-            let records = data.records.unwrap_or_default();
-            let produced = match append(&tp, records, now_ms, context) {
-                Ok(appended) => appended.acknowledge(request.acks == -1, timeout).await,
+    // Every partition is appended first, then all wait for their replicas until one deadline.
+    let deadline = Instant::now() + timeout;
+    let appended: Vec<_> = request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partition_data
+                .into_iter()
+                .map(|data| {
+                    let tp = TopicPartition::new(name.clone(), data.index);
+                    let records = data.records.unwrap_or_default();
+                    (data.index, append(&tp, records, now_ms, context))
+                })
+                .collect::<Vec<_>>();
+            (topic.name, partitions)
+        })
+        .collect();
+    let mut topics = Vec::with_capacity(appended.len());
+    for (name, appended) in appended {
+        let mut partitions = Vec::with_capacity(appended.len());
+        for (index, appended) in appended {
+            let response = PartitionProduceResponse::default().with_index(index);
+            let produced = match appended {
+                Ok(appended) => appended.acknowledge(request.acks == -1, deadline).await,
                 Err(refusal) => Err(refusal),
             };
             partitions.push(match produced {
@@ -120,7 +141,7 @@ pub(super) async fn handle(
         }
         topics.push(
             TopicProduceResponse::default()
-                .with_name(topic.name)
+                .with_name(name)
                 .with_partition_responses(partitions),
         );
     }
