@@ -191,6 +191,7 @@ impl Node {
             controller: controller.view(),
             replicas: Arc::clone(&replicas),
             clock,
+            cluster_id: config.cluster_id(),
             config: Arc::new(config.clone()),
         };
         let kafka_server = tokio::spawn(kafka::serve(

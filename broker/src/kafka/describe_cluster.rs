@@ -18,7 +18,7 @@ pub(super) fn handle(
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(BROKER_ENDPOINTS)
-        .with_cluster_id(StrBytes::from_string(context.config.cluster_id()))
+        .with_cluster_id(StrBytes::from_string(context.cluster_id.clone()))
         .with_controller_id(BrokerId(metadata::controller_id(context)))
         // No ACLs: the client may do everything (Kafka's "not requested" is i32::MIN).
         .with_cluster_authorized_operations(i32::MIN);

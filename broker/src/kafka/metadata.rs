@@ -88,7 +88,7 @@ pub(super) async fn handle(
     };
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(StrBytes::from_string(context.config.cluster_id())))
+        .with_cluster_id(Some(StrBytes::from_string(context.cluster_id.clone())))
         .with_controller_id(BrokerId(controller_id(context)))
         .with_topics(topics)
 }

@@ -65,6 +65,8 @@ pub struct KafkaContext {
     pub clock: Arc<dyn Clock>,
     /// The node's configuration: topic defaults, auto topic creation, its own id.
     pub config: Arc<NodeConfig>,
+    /// The cluster's id (`NodeConfig::cluster_id`), as Metadata and DescribeCluster report it.
+    pub cluster_id: String,
 }
 
 /// How long an admin request waits for its change to reach this node's metadata when the
