@@ -726,31 +726,30 @@ async fn delete_records_over_the_bare_protocol() {
     node.shutdown().await.unwrap();
 }
 
-/// Runs kcat with `args` (killed if it runs past `WAIT`) and returns its standard output;
-/// `None` if kcat is not installed (tests/run installs Debian's).
-async fn kcat(args: &[&str]) -> Option<String> {
+/// Runs kcat with `args` (killed if it runs past `WAIT`) and returns its standard output.
+async fn kcat(args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let command = &mut std::process::Command::new("kcat");
-        let output = match common::process::run(command.args(&args), b"", WAIT) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            output => output.unwrap(),
-        };
+        let output = common::process::run(command.args(&args), b"", WAIT).expect(
+            "kcat is installed: run `apt-get install kcat`, or the README's test command \
+             (tests/run), which installs it",
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "kcat {args:?}: {stderr}");
-        Some(String::from_utf8(output.stdout).unwrap())
+        String::from_utf8(output.stdout).unwrap()
     })
     .await
     .unwrap()
 }
 
 /// The offsets kcat consumes from partition 0 of `topic` starting at `start` (kcat's -o).
-async fn kcat_offsets(bootstrap: &str, topic: &str, start: &str) -> Option<Vec<i64>> {
+async fn kcat_offsets(bootstrap: &str, topic: &str, start: &str) -> Vec<i64> {
     let args = [
         "-C", "-b", bootstrap, "-t", topic, "-p", "0", "-o", start, "-e", "-q", "-f", "%o\n",
     ];
-    let output = kcat(&args).await?;
-    Some(output.lines().map(|l| l.parse().unwrap()).collect())
+    let output = kcat(&args).await;
+    output.lines().map(|l| l.parse().unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,29 +761,24 @@ async fn kcat_finds_offsets_by_time_from_the_start_and_from_the_end() {
     let base = an_hour_ago();
     produce(&bootstrap, "kcat", 4, 25, "none", |i| base + 10 * i as i64).await;
 
-    let Some(query) = kcat(&[
+    let query = kcat(&[
         "-Q",
         "-b",
         &bootstrap,
         "-t",
         &format!("kcat:0:{}", base + 425),
     ])
-    .await
-    else {
-        eprintln!("kcat is not installed: skipping (tests/run installs it)");
-        node.shutdown().await.unwrap();
-        return;
-    };
+    .await;
     assert!(
         query.contains("offset 43"),
         "the first record at or after the time: {query}"
     );
     let from_time = kcat_offsets(&bootstrap, "kcat", &format!("s@{}", base + 425)).await;
-    assert_eq!(from_time.unwrap(), (43..100).collect::<Vec<_>>());
+    assert_eq!(from_time, (43..100).collect::<Vec<_>>());
     let last_five = kcat_offsets(&bootstrap, "kcat", "-5").await;
-    assert_eq!(last_five.unwrap(), (95..100).collect::<Vec<_>>());
+    assert_eq!(last_five, (95..100).collect::<Vec<_>>());
     let inside = kcat_offsets(&bootstrap, "kcat", "37").await;
-    assert_eq!(inside.unwrap(), (37..100).collect::<Vec<_>>());
+    assert_eq!(inside, (37..100).collect::<Vec<_>>());
 
     node.replicas()
         .delete_records(
@@ -796,6 +790,6 @@ async fn kcat_finds_offsets_by_time_from_the_start_and_from_the_end() {
         )
         .unwrap();
     let beginning = kcat_offsets(&bootstrap, "kcat", "beginning").await;
-    assert_eq!(beginning.unwrap(), (60..100).collect::<Vec<_>>());
+    assert_eq!(beginning, (60..100).collect::<Vec<_>>());
     node.shutdown().await.unwrap();
 }
