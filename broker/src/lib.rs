@@ -9,6 +9,7 @@ pub mod controller;
 pub mod grpc;
 pub mod kafka;
 pub mod partition;
+pub mod replication;
 pub mod server;
 pub mod storage;
 pub mod topic_config;

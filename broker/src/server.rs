@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use uuid::Uuid;
+use weir_proto::internal::v1::replication_server::ReplicationServer;
 
 use crate::clock::Clock;
 use crate::config::{BoundAddresses, NodeConfig};
@@ -22,6 +24,7 @@ use crate::controller::{
 use crate::grpc;
 use crate::kafka::{self, KafkaContext};
 use crate::partition::{ProducePolicy, ReplicaManager};
+use crate::replication::{self, ReplicationService};
 use crate::storage::{self, LogManager};
 
 /// The controller's directory inside the data directory.
@@ -124,7 +127,30 @@ impl Node {
         let config = config.with_bound_addresses(&bound);
         let node_id = u64::try_from(config.node_id)
             .map_err(|_| ServerError::Config("node_id must be 0 or more".into()))?;
-        let controller = Controller::start(
+
+        // The partitions this node holds follow the committed metadata; as leaders they
+        // serve followers on the internal listener.
+        let produce_defaults = ProducePolicy {
+            max_message_bytes: usize::try_from(config.message_max_bytes)
+                .map_err(|_| ServerError::Config("message_max_bytes must be positive".into()))?,
+            min_insync_replicas: config.min_insync_replicas,
+            ..ProducePolicy::default()
+        };
+        let replicas = Arc::new(
+            ReplicaManager::new(config.node_id, Arc::clone(&logs), produce_defaults)
+                .with_producer_state(config.producer_state_config())
+                .with_high_watermark_checkpoint_interval(
+                    config.replica_high_watermark_checkpoint_interval_ms,
+                ),
+        );
+        replication::describe_metrics();
+        let replica_events = replicas.replica_events();
+        let isr_check = Arc::new(Notify::new());
+        let replication_service = Routes::new(ReplicationServer::new(ReplicationService::new(
+            Arc::clone(&replicas),
+            Arc::clone(&isr_check),
+        )));
+        let controller = Controller::start_with_services(
             ControllerConfig {
                 node_id,
                 dir: data_dir.join(METADATA_DIR),
@@ -137,6 +163,7 @@ impl Node {
                 clock: Arc::clone(&clock),
             },
             internal,
+            replication_service,
         )
         .await?;
         tracing::info!(
@@ -163,18 +190,18 @@ impl Node {
             tracing::info!(node_id, "a controller only: this node holds no partitions");
         }
 
-        // The partitions this node holds follow the committed metadata.
-        let produce_defaults = ProducePolicy {
-            max_message_bytes: usize::try_from(config.message_max_bytes)
-                .map_err(|_| ServerError::Config("message_max_bytes must be positive".into()))?,
-            ..ProducePolicy::default()
-        };
-        let replicas = Arc::new(
-            ReplicaManager::new(config.node_id, Arc::clone(&logs), produce_defaults)
-                .with_producer_state(config.producer_state_config()),
-        );
         let mut background = vec![
             tokio::spawn(report_broker_status(controller.broker_status(), node_id)),
+            tokio::spawn(replication::run_fetchers(
+                replica_events,
+                config.fetcher_config(),
+            )),
+            tokio::spawn(replication::run_isr_changes(
+                Arc::clone(&replicas),
+                controller.view(),
+                config.replica_lag_time_max_ms,
+                isr_check,
+            )),
             tokio::spawn(Arc::clone(&replicas).run(controller.subscribe())),
         ];
         if config.process_roles.broker {

@@ -263,6 +263,25 @@ node_config! {
     /// Replicas that must have a write before an `acks=all` produce succeeds, for topics that
     /// do not set `min.insync.replicas`. Kafka: `min.insync.replicas`.
     min_insync_replicas: i32 = 1;
+    /// A follower that has not caught up with its leader's log end for this long leaves the
+    /// ISR. Kafka: `replica.lag.time.max.ms`.
+    replica_lag_time_max_ms: u64 = 30_000;
+    /// How long a follower's fetch waits at the leader for new records.
+    /// Kafka: `replica.fetch.wait.max.ms`.
+    replica_fetch_wait_max_ms: u32 = 500;
+    /// The most record bytes a follower fetches per partition at once (at least one batch
+    /// comes, whatever its size). Kafka: `replica.fetch.max.bytes`.
+    replica_fetch_max_bytes: u32 = 1_048_576;
+    /// The most record bytes in one answer to a follower's fetch.
+    /// Kafka: `replica.fetch.response.max.bytes`.
+    replica_fetch_response_max_bytes: u32 = 10_485_760;
+    /// How long a follower waits before fetching again after a failure.
+    /// Kafka: `replica.fetch.backoff.ms` (1000 there; Weir retries sooner, as failover waits
+    /// on it).
+    replica_fetch_backoff_ms: u64 = 100;
+    /// How often every partition's high watermark is written to
+    /// `replication-offset-checkpoint`. Kafka: `replica.high.watermark.checkpoint.interval.ms`.
+    replica_high_watermark_checkpoint_interval_ms: u64 = 5000;
     /// Create a topic when a client produces to or asks for the metadata of one that does not
     /// exist. Kafka: `auto.create.topics.enable`.
     auto_create_topics: bool = true;
@@ -446,6 +465,18 @@ impl NodeConfig {
         }
     }
 
+    /// How this broker's followers fetch from their leaders.
+    pub fn fetcher_config(&self) -> crate::replication::FetcherConfig {
+        crate::replication::FetcherConfig {
+            broker: self.node_id,
+            max_wait_ms: self.replica_fetch_wait_max_ms,
+            partition_max_bytes: self.replica_fetch_max_bytes,
+            max_bytes: self.replica_fetch_response_max_bytes,
+            backoff_ms: self.replica_fetch_backoff_ms,
+            producer_expiration_ms: self.producer_id_expiration_ms,
+        }
+    }
+
     /// The per-topic configs (by Kafka name) whose default this node's configuration sets,
     /// with their values: a topic that does not set one of them gets this value, not Kafka's
     /// default.
@@ -529,6 +560,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_node()?;
         self.validate_topic_defaults()?;
+        self.validate_replication()?;
         self.validate_timing()
     }
 
@@ -689,6 +721,47 @@ impl NodeConfig {
             })?;
         }
         Ok(())
+    }
+
+    /// How followers fetch and leaders keep the ISR.
+    fn validate_replication(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("replica_lag_time_max_ms", self.replica_lag_time_max_ms),
+            ("replica_fetch_backoff_ms", self.replica_fetch_backoff_ms),
+            (
+                "replica_high_watermark_checkpoint_interval_ms",
+                self.replica_high_watermark_checkpoint_interval_ms,
+            ),
+            (
+                "replica_fetch_max_bytes",
+                u64::from(self.replica_fetch_max_bytes),
+            ),
+            (
+                "replica_fetch_response_max_bytes",
+                u64::from(self.replica_fetch_response_max_bytes),
+            ),
+        ];
+        for (key, value) in positive {
+            check(value >= 1, key, value, || "must be at least 1".into())?;
+        }
+        check(
+            i64::try_from(self.replica_lag_time_max_ms).is_ok(),
+            "replica_lag_time_max_ms",
+            self.replica_lag_time_max_ms,
+            || format!("must be at most {}", i64::MAX),
+        )?;
+        check(
+            u64::from(self.replica_fetch_wait_max_ms) < self.replica_lag_time_max_ms,
+            "replica_fetch_wait_max_ms",
+            self.replica_fetch_wait_max_ms,
+            || {
+                format!(
+                    "must be below replica_lag_time_max_ms ({}), or idle followers fall out \
+                     of the ISR between two fetches",
+                    self.replica_lag_time_max_ms
+                )
+            },
+        )
     }
 
     /// Heartbeats, sessions and elections.

@@ -67,7 +67,7 @@ trait InRange: Sized {
     fn in_range(n: i128) -> Result<Self, String>;
 }
 
-integer_value!(i32, i64, u64);
+integer_value!(i32, i64, u32, u64);
 
 impl ConfigValue for bool {
     fn from_toml(value: &toml::Value) -> Result<Self, String> {

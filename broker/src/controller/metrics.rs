@@ -14,6 +14,7 @@ const IS_LEADER: &str = "weir_controller_is_leader";
 const RECORDS_APPLIED: &str = "weir_controller_metadata_records_applied_total";
 const BROKERS_REGISTERED: &str = "weir_controller_brokers_registered";
 const BROKERS_FENCED: &str = "weir_controller_brokers_fenced";
+const OFFLINE_PARTITIONS: &str = "weir_controller_offline_partitions";
 
 /// Registers each metric's description and unit, once per process.
 pub(crate) fn describe() {
@@ -54,6 +55,12 @@ pub(crate) fn describe() {
             Unit::Count,
             "Registered brokers that are fenced (not heartbeating, or not caught up)."
         );
+        describe_gauge!(
+            OFFLINE_PARTITIONS,
+            Unit::Count,
+            "Partitions with no leader (every ISR member is fenced), in the metadata this \
+             node applied."
+        );
     });
 }
 
@@ -78,6 +85,12 @@ pub(crate) fn record_applied(index: Option<u64>, metadata: &ClusterMetadata) {
         .fold((0u32, 0u32), |(r, f), b| (r + 1, f + u32::from(b.fenced)));
     gauge!(BROKERS_REGISTERED).set(f64::from(registered));
     gauge!(BROKERS_FENCED).set(f64::from(fenced));
+    let offline = metadata
+        .topics()
+        .flat_map(|topic| &topic.partitions)
+        .filter(|partition| partition.leader.is_none())
+        .count();
+    gauge!(OFFLINE_PARTITIONS).set(offline as f64);
 }
 
 /// `count` metadata records applied.

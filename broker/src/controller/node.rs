@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use uuid::Uuid;
@@ -290,6 +291,16 @@ impl Controller {
         config: ControllerConfig,
         listener: TcpListener,
     ) -> Result<Controller, ControllerError> {
+        Controller::start_with_services(config, listener, Routes::default()).await
+    }
+
+    /// [`start`](Self::start), serving `services` (the rest of the internal API, such as
+    /// replication) on the same listener.
+    pub async fn start_with_services(
+        config: ControllerConfig,
+        listener: TcpListener,
+        services: Routes,
+    ) -> Result<Controller, ControllerError> {
         metrics::describe();
         if config.voters.is_empty() {
             return Err(ControllerError::Config(
@@ -342,6 +353,7 @@ impl Controller {
         let (stop_server, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             Server::builder()
+                .add_routes(services)
                 .add_service(ControllerRaftServer::new(RaftService::new(
                     inner.raft.clone(),
                 )))

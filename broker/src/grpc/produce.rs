@@ -59,7 +59,7 @@ fn start(request: pb::ProduceRequest, context: &KafkaContext) -> Result<Pending,
         .map(|records| {
             let tp = TopicPartition::new(records.topic, records.partition);
             let appended = convert::batches(&tp, records.data, records.compression, now_ms)
-                .and_then(|batches| append(&tp, batches, now_ms, context));
+                .and_then(|batches| append(&tp, batches, now_ms, acks == pb::Acks::All, context));
             (tp, appended)
         })
         .collect();

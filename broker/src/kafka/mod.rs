@@ -172,6 +172,13 @@ pub(crate) fn partition_error(error: &PartitionError) -> ResponseError {
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable,
         PartitionError::PolicyViolation { .. } => ResponseError::PolicyViolation,
+        PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend
+        }
+        PartitionError::ReplicationTimedOut { .. } => ResponseError::RequestTimedOut,
+        // Only a broker fetching as a follower can be refused so.
+        PartitionError::NotReplica { .. } => ResponseError::NotLeaderOrFollower,
         PartitionError::Produce(refusal) => match refusal {
             ProduceError::CorruptMessage { .. } => ResponseError::CorruptMessage,
             ProduceError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,

@@ -35,24 +35,33 @@ pub(crate) struct Produced {
 pub(crate) struct Appended {
     partition: Arc<Partition>,
     info: AppendInfo,
+    /// The leader epoch it appended at.
+    leader_epoch: i32,
     now_ms: i64,
 }
 
 /// Checks `records` against partition `tp`'s policy and appends them as its leader, at
-/// `now_ms` (LogAppendTime, timestamp checks).
+/// `now_ms` (LogAppendTime, timestamp checks). With `acks_all`, the ISR must have at least
+/// the topic's `min.insync.replicas` members first (NOT_ENOUGH_REPLICAS).
 pub(crate) fn append(
     tp: &TopicPartition,
     records: Bytes,
     now_ms: i64,
+    acks_all: bool,
     context: &KafkaContext,
 ) -> Result<Appended, Refusal> {
     let partition = lookup(tp, context)?;
+    if acks_all {
+        partition.check_enough_replicas().map_err(|e| refused(&e))?;
+    }
+    let leader_epoch = partition.leader_epoch();
     let info = partition
         .produce(records, now_ms)
         .map_err(|e| refused(&e))?;
     Ok(Appended {
         partition,
         info,
+        leader_epoch,
         now_ms,
     })
 }
@@ -67,20 +76,12 @@ impl Appended {
         deadline: Instant,
     ) -> Result<Produced, Refusal> {
         let partition = &self.partition;
-        let last_offset = self.info.last_offset;
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        if acks_all
-            && partition.high_watermark() <= last_offset
-            && !partition.wait_for_data(last_offset, timeout).await
-        {
-            return Err((
-                ResponseError::RequestTimedOut,
-                format!(
-                    "the in-sync replicas of {} did not take the records within the request's \
-                     timeout",
-                    partition.topic_partition()
-                ),
-            ));
+        if acks_all {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            partition
+                .wait_for_replication(self.info.last_offset, self.leader_epoch, timeout)
+                .await
+                .map_err(|e| refused(&e))?;
         }
         // A retry (nothing appended) answers with the stored batches' time.
         let log_append_time_ms = match (partition.appends_log_time(), self.info.batch_count) {
@@ -116,7 +117,8 @@ pub(super) async fn handle(
                 .map(|data| {
                     let tp = TopicPartition::new(name.clone(), data.index);
                     let records = data.records.unwrap_or_default();
-                    (data.index, append(&tp, records, now_ms, context))
+                    let acks_all = request.acks == -1;
+                    (data.index, append(&tp, records, now_ms, acks_all, context))
                 })
                 .collect::<Vec<_>>();
             (topic.name, partitions)

@@ -57,6 +57,12 @@ struct Broker {
 
 /// Broker 1 with its data in `dir`, leading partition 0 of topic "orders" alone.
 fn start(dir: &std::path::Path) -> Broker {
+    start_as(dir, 1, &[1])
+}
+
+/// Broker `id` holding partition 0 of `orders`, whose replicas are `replicas` (the first
+/// leads).
+fn start_as(dir: &std::path::Path, id: BrokerId, assigned: &[BrokerId]) -> Broker {
     let config = StorageConfig {
         data_dir: dir.to_path_buf(),
         log: LogConfig {
@@ -73,15 +79,18 @@ fn start(dir: &std::path::Path) -> Broker {
         ..ProducerStateConfig::default()
     };
     let replicas = Arc::new(
-        ReplicaManager::new(1, Arc::clone(&logs), ProducePolicy::default())
+        ReplicaManager::new(id, Arc::clone(&logs), ProducePolicy::default())
             .with_producer_state(producer_state),
     );
-    let mut records = vec![testing::register(1, None)];
+    let mut records: Vec<_> = assigned
+        .iter()
+        .map(|&id| testing::register(id, None))
+        .collect();
     records.extend(testing::topic(
         "orders",
         Uuid::from_u128(7),
         BTreeMap::new(),
-        &[&[1]],
+        &[assigned],
     ));
     let mut metadata = ClusterMetadata::default();
     metadata.apply_batch(&records).unwrap();
@@ -242,7 +251,7 @@ fn a_follower_builds_the_state_from_replicated_batches() {
     let leader_dir = tempfile::tempdir().unwrap();
     let follower_dir = tempfile::tempdir().unwrap();
     let leader = start(leader_dir.path());
-    let follower = start(follower_dir.path());
+    let follower = start_as(follower_dir.path(), 2, &[1, 2]);
     let source = leader.partition();
     for sequence in 0..3 {
         source
@@ -251,7 +260,8 @@ fn a_follower_builds_the_state_from_replicated_batches() {
     }
     let copied = source.log().read(0, 1 << 20).unwrap();
     let replica = follower.partition();
-    replica.append_replicated(&copied).unwrap();
+    let epoch = replica.leader_epoch();
+    replica.append_as_follower(epoch, &copied, 0, 0).unwrap();
     assert_eq!(replica.producer_state(8), source.producer_state(8));
     leader.logs.shutdown().unwrap();
     follower.logs.shutdown().unwrap();

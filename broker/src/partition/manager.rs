@@ -5,10 +5,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::producer_log::{ProducerStateManager, SnapshotWhen};
-use super::{Partition, ProducePolicy};
+use super::{Partition, ProducePolicy, Role, high_watermarks};
 use crate::controller::{
     BrokerId, ClusterMetadata, MetadataDelta, MetadataImage, MetadataSubscription,
     Partition as PartitionState, ReplicaRole,
@@ -41,6 +42,28 @@ impl Default for ProducerStateConfig {
     }
 }
 
+/// What replication needs to do after a metadata change, in the order the changes applied.
+#[derive(Debug, Clone)]
+pub enum ReplicaEvent {
+    /// Fetch `partition` from broker `leader`, reached at `address`, as a follower at
+    /// `leader_epoch` (truncating first where its log diverged).
+    Follow {
+        /// The partition, already in its follower state.
+        partition: Arc<Partition>,
+        /// The leader.
+        leader: BrokerId,
+        /// The leader's internal API address.
+        address: String,
+        /// The leader epoch to follow at.
+        leader_epoch: i32,
+    },
+    /// Stop fetching partition `tp`: this broker leads it, it is offline, or it is gone.
+    Stop {
+        /// The partition.
+        tp: TopicPartition,
+    },
+}
+
 /// Every partition replica this broker holds.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -49,10 +72,15 @@ pub struct ReplicaManager {
     /// The broker's produce limits, which topic configs override.
     produce_defaults: ProducePolicy,
     producer_state: ProducerStateConfig,
+    high_watermark_checkpoint_interval_ms: u64,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The last metadata applied; held while applying, so orphan removal never races a
     /// partition being created.
     applied: Mutex<MetadataImage>,
+    /// The high watermarks last checkpointed, for partitions not opened yet.
+    checkpointed: Mutex<HashMap<TopicPartition, i64>>,
+    /// Where replication hears of followers to start and stop, once it listens.
+    events: Mutex<Option<mpsc::UnboundedSender<ReplicaEvent>>>,
 }
 
 impl ReplicaManager {
@@ -63,14 +91,67 @@ impl ReplicaManager {
         logs: Arc<LogManager>,
         produce_defaults: ProducePolicy,
     ) -> ReplicaManager {
+        let checkpointed = high_watermarks::read(&logs.config().data_dir);
         ReplicaManager {
             broker,
             logs,
             produce_defaults,
             producer_state: ProducerStateConfig::default(),
+            high_watermark_checkpoint_interval_ms: 5000,
             partitions: RwLock::new(HashMap::new()),
             applied: Mutex::new(MetadataImage::default()),
+            checkpointed: Mutex::new(checkpointed),
+            events: Mutex::new(None),
         }
+    }
+
+    /// This manager, checkpointing high watermarks every `interval_ms` (Kafka:
+    /// `replica.high.watermark.checkpoint.interval.ms`).
+    pub fn with_high_watermark_checkpoint_interval(mut self, interval_ms: u64) -> ReplicaManager {
+        self.high_watermark_checkpoint_interval_ms = interval_ms;
+        self
+    }
+
+    /// The events that tell replication which partitions to fetch from which leader, from
+    /// the next metadata change on. Call it before [`run`](Self::run) so none is missed; a
+    /// second call replaces the first receiver.
+    pub fn replica_events(&self) -> mpsc::UnboundedReceiver<ReplicaEvent> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        *self.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        receiver
+    }
+
+    fn emit(&self, event: ReplicaEvent) {
+        if let Some(events) = &*self.events.lock().unwrap_or_else(|p| p.into_inner()) {
+            // A closed receiver means replication stopped: nothing to tell.
+            let _stopped = events.send(event);
+        }
+    }
+
+    /// The time, by the broker's clock (ms).
+    pub fn now_ms(&self) -> i64 {
+        self.logs.clock().now_ms()
+    }
+
+    /// This broker's id.
+    pub fn broker_id(&self) -> BrokerId {
+        self.broker
+    }
+
+    /// How long a producer's state is kept after its last batch (ms).
+    pub fn producer_expiration_ms(&self) -> i64 {
+        self.producer_state.expiration_ms
+    }
+
+    /// The metadata last applied to the partitions.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        Arc::clone(
+            &self
+                .applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .metadata,
+        )
     }
 
     /// This manager, keeping idempotent producers' state as `config` says.
@@ -123,6 +204,7 @@ impl ReplicaManager {
         };
         let mut expirations = every(self.producer_state.expiration_check_interval_ms);
         let mut snapshots = every(self.producer_state.snapshot_check_interval_ms);
+        let mut checkpoints = every(self.high_watermark_checkpoint_interval_ms);
         loop {
             let manager = Arc::clone(&self);
             // Opening and deleting logs, and snapshots, touch the disk.
@@ -136,6 +218,11 @@ impl ReplicaManager {
                 }),
                 _ = snapshots.tick() => tokio::task::spawn_blocking(move || {
                     manager.snapshot_producers(SnapshotWhen::AfterRoll);
+                }),
+                _ = checkpoints.tick() => tokio::task::spawn_blocking(move || {
+                    if let Err(e) = manager.checkpoint_high_watermarks() {
+                        tracing::error!(error = %e, "writing the high watermark checkpoint failed");
+                    }
                 }),
             };
             if let Err(e) = work.await {
@@ -179,10 +266,31 @@ impl ReplicaManager {
         written
     }
 
+    /// Records every partition's high watermark in the checkpoint file (keeping the entries
+    /// of logs not opened yet), so a restart shows consumers no more than was replicated.
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), storage::Error> {
+        let mut checkpointed = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+        for partition in self.partitions() {
+            checkpointed.insert(
+                partition.topic_partition().clone(),
+                partition.high_watermark(),
+            );
+        }
+        checkpointed.retain(|tp, _| self.logs.get(tp).is_some());
+        let entries: Vec<_> = checkpointed
+            .iter()
+            .map(|(tp, &hw)| (tp.clone(), hw))
+            .collect();
+        high_watermarks::write(&self.logs.config().data_dir, entries)
+    }
+
     /// Snapshots every partition's producer state at its log end, so that the next start
-    /// reads it back without reading the logs; call it before the logs are closed. Returns
-    /// how many snapshots it wrote.
+    /// reads it back without reading the logs, and checkpoints the high watermarks; call it
+    /// before the logs are closed. Returns how many snapshots it wrote.
     pub fn shutdown(&self) -> usize {
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            tracing::error!(error = %e, "writing the high watermark checkpoint failed");
+        }
         self.snapshot_producers(SnapshotWhen::Moved)
     }
 
@@ -199,15 +307,27 @@ impl ReplicaManager {
                         .map(|t| t.configs.clone())
                         .unwrap_or_default();
                     self.ensure(&tp, change.topic_id, &configs, state)
-                        .map(|partition| partition.update(state))
+                        .map(|partition| {
+                            partition.update(state);
+                            self.emit(follow_event(partition, &delta.after));
+                        })
                 }
                 ReplicaRole::Removed { topic_deleted } => {
                     tracing::info!(%tp, topic_deleted, "removing a replica");
+                    self.emit(ReplicaEvent::Stop { tp: tp.clone() });
                     self.remove(&tp)
                 }
             };
             if let Err(e) = result {
                 tracing::error!(%tp, error = %e, "could not apply a metadata change to a partition");
+            }
+        }
+        if delta.brokers_changed() {
+            // A leader that registered again may have a new address.
+            for partition in self.partitions() {
+                if matches!(partition.role(), Role::Follower { leader: Some(_) }) {
+                    self.emit(follow_event(partition, &delta.after));
+                }
             }
         }
         for (topic_id, name) in delta.changed_topic_configs() {
@@ -267,6 +387,12 @@ impl ReplicaManager {
             expired = loaded.expired,
             "producer state loaded"
         );
+        let checkpointed = self
+            .checkpointed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tp)
+            .copied();
         let partition = Arc::new(Partition::new(
             tp.clone(),
             topic_id,
@@ -275,6 +401,8 @@ impl ReplicaManager {
             state,
             policy,
             producers,
+            checkpointed,
+            Arc::clone(self.logs.clock()),
         ));
         self.partitions
             .write()
@@ -344,6 +472,27 @@ impl ReplicaManager {
             }
         }
         Some(removed)
+    }
+}
+
+/// What replication does for `partition` in its new state: follow its leader, or stop.
+fn follow_event(partition: Arc<Partition>, metadata: &ClusterMetadata) -> ReplicaEvent {
+    let tp = partition.topic_partition().clone();
+    let Role::Follower {
+        leader: Some(leader),
+    } = partition.role()
+    else {
+        return ReplicaEvent::Stop { tp };
+    };
+    let Some(broker) = metadata.broker(leader) else {
+        tracing::warn!(%tp, leader, "the leader is not a registered broker; not fetching");
+        return ReplicaEvent::Stop { tp };
+    };
+    ReplicaEvent::Follow {
+        leader,
+        address: broker.endpoints.internal.clone(),
+        leader_epoch: partition.leader_epoch(),
+        partition,
     }
 }
 

@@ -6,25 +6,32 @@
 //! - A partition takes writes only while it is the leader, and stamps them with its leader
 //!   epoch.
 //! - Consumers read only below the high watermark. While the leader is the only member of its
-//!   ISR, the high watermark is its log end offset; with followers, replication moves it.
+//!   ISR, the high watermark is its log end offset; with followers it is the smallest log end
+//!   offset in the ISR (see `replica.rs`), and a follower's is never above its leader's.
 //! - The high watermark never moves back on a leader.
+//! - A follower appends only what its leader at its current leader epoch sent, and truncates
+//!   only above its high watermark, under the same locks as a leader's append.
 //! - A log directory belongs to one topic id (`partition.metadata`): a log left by an earlier
 //!   topic of the same name is removed, never served as the new topic's.
 //! - Every append, a leader's or a follower's, holds the partition's producer state lock and
 //!   records its batches there before releasing it; a producer's batches are checked against
 //!   that state under the same lock, so a retry is never appended twice.
 
+mod high_watermarks;
 mod manager;
 mod offsets;
 mod produce;
 mod producer_log;
 pub mod producer_state;
+mod replica;
 
-pub use manager::{ProducerStateConfig, ReplicaManager};
+pub use manager::{ProducerStateConfig, ReplicaEvent, ReplicaManager};
 pub use offsets::{ListedOffset, OffsetSpec};
 pub use produce::{Prepared, ProduceError, ProducePolicy};
 pub use producer_state::ProducerStateError;
+pub use replica::{FollowerRead, FollowerState, IsrChange};
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,6 +40,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use weir_proto::batch::BatchHeader;
 
+use crate::clock::Clock;
 use crate::controller::{BrokerId, Partition as PartitionState};
 use crate::storage::{self, AppendInfo, Log, TopicPartition};
 use producer_log::{ProducerStateManager, SnapshotWhen};
@@ -113,6 +121,49 @@ pub enum PartitionError {
         /// The high watermark.
         high_watermark: i64,
     },
+    /// An acks=all produce found fewer in-sync replicas than the topic requires, and appended
+    /// nothing (NOT_ENOUGH_REPLICAS).
+    #[error(
+        "{tp} has {isr} in-sync replicas, fewer than min.insync.replicas={min}; the records \
+         were not written; retry once the replicas catch up"
+    )]
+    NotEnoughReplicas {
+        /// The partition.
+        tp: TopicPartition,
+        /// In-sync replicas now.
+        isr: usize,
+        /// The topic's `min.insync.replicas`.
+        min: i32,
+    },
+    /// The records were written and replicated to the ISR, but the ISR had shrunk below
+    /// `min.insync.replicas` meanwhile (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    #[error(
+        "{tp}: the records were written, but the ISR shrank to {isr} replicas, fewer than \
+         min.insync.replicas={min}; a retry may write them again unless the producer is \
+         idempotent"
+    )]
+    NotEnoughReplicasAfterAppend {
+        /// The partition.
+        tp: TopicPartition,
+        /// In-sync replicas now.
+        isr: usize,
+        /// The topic's `min.insync.replicas`.
+        min: i32,
+    },
+    /// The in-sync replicas did not take the records in time (REQUEST_TIMED_OUT).
+    #[error("the in-sync replicas of {tp} did not take the records within the request's timeout")]
+    ReplicationTimedOut {
+        /// The partition.
+        tp: TopicPartition,
+    },
+    /// A broker that is not one of the partition's replicas fetched it.
+    #[error("broker {broker} is not a replica of {tp}")]
+    NotReplica {
+        /// The partition.
+        tp: TopicPartition,
+        /// The broker.
+        broker: BrokerId,
+    },
     /// The topic's configs forbid the request (POLICY_VIOLATION).
     #[error("{tp}: {reason}")]
     PolicyViolation {
@@ -132,7 +183,8 @@ pub enum PartitionError {
     Storage(#[from] storage::Error),
 }
 
-/// The replica state of a partition on this broker, from the committed metadata.
+/// The replica state of a partition on this broker: the committed metadata's, and while it
+/// leads, what it knows of its followers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ReplicaState {
     role: Role,
@@ -140,6 +192,11 @@ struct ReplicaState {
     partition_epoch: i32,
     replicas: Vec<BrokerId>,
     isr: Vec<BrokerId>,
+    /// As leader: each follower's progress, reset at each leader epoch.
+    followers: BTreeMap<BrokerId, FollowerState>,
+    /// As leader: an ISR change proposed to the controller and not yet committed (or
+    /// refused). Until then the high watermark counts the members of both ISRs.
+    pending_isr: Option<Vec<BrokerId>>,
 }
 
 /// One partition replica on this broker.
@@ -152,8 +209,13 @@ pub struct Partition {
     state: Mutex<ReplicaState>,
     /// How producers' batches are checked and stamped (the topic's configs).
     policy: Mutex<ProducePolicy>,
-    /// The high watermark; waiting fetches watch it.
+    /// The high watermark; waiting fetches and acks=all produces watch it.
     high_watermark: watch::Sender<i64>,
+    /// The log end offset; followers' fetches wait on it.
+    log_end: watch::Sender<i64>,
+    /// Counts changes of the replica state; acks=all produces watch it for a lost leadership.
+    changes: watch::Sender<u64>,
+    clock: Arc<dyn Clock>,
     /// The idempotent producers' state; its lock is held across every append.
     producers: ProducerStateManager,
 }
@@ -170,6 +232,9 @@ pub struct ReadResult {
 }
 
 impl Partition {
+    /// A replica of `tp` held in `log`, in `state`. `checkpointed_high_watermark` is the
+    /// high watermark the broker last recorded for it, if any.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         tp: TopicPartition,
         topic_id: Uuid,
@@ -178,17 +243,24 @@ impl Partition {
         state: &PartitionState,
         policy: ProducePolicy,
         producers: ProducerStateManager,
+        checkpointed_high_watermark: Option<i64>,
+        clock: Arc<dyn Clock>,
     ) -> Partition {
         let replica = replica_state(broker, state);
-        // Until replication restores it, a replica starts from what it holds itself: a sole
-        // leader's is its log end; otherwise the log start, so nothing unreplicated shows.
+        // Until replication moves it, a replica starts from what it recorded (never above its
+        // own log), so nothing unreplicated shows; a sole leader's is its log end.
+        let log_end_offset = log.log_end_offset();
         let high_watermark = if is_sole_leader(broker, &replica) {
-            log.log_end_offset()
+            log_end_offset
         } else {
-            log.log_start_offset()
+            checkpointed_high_watermark
+                .unwrap_or(0)
+                .clamp(log.log_start_offset(), log_end_offset)
         };
         let (high_watermark, _) = watch::channel(high_watermark);
-        Partition {
+        let (log_end, _) = watch::channel(log_end_offset);
+        let (changes, _) = watch::channel(0);
+        let partition = Partition {
             tp,
             topic_id,
             broker,
@@ -196,8 +268,13 @@ impl Partition {
             state: Mutex::new(replica),
             policy: Mutex::new(policy),
             high_watermark,
+            log_end,
+            changes,
+            clock,
             producers,
-        }
+        };
+        partition.reset_followers(&mut partition.lock());
+        partition
     }
 
     fn lock(&self) -> MutexGuard<'_, ReplicaState> {
@@ -234,18 +311,36 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
-    /// Takes the state committed metadata gives the partition.
+    /// Takes the state committed metadata gives the partition. A new leader epoch starts
+    /// the followers' progress afresh; a new partition epoch ends a pending ISR change.
     pub(crate) fn update(&self, state: &PartitionState) {
-        let replica = replica_state(self.broker, state);
-        let sole_leader = is_sole_leader(self.broker, &replica);
+        let mut replica = replica_state(self.broker, state);
         let leader_epoch = (replica.role == Role::Leader).then_some(replica.leader_epoch);
-        *self.lock() = replica;
+        {
+            let mut current = self.lock();
+            let same_leadership =
+                current.role == replica.role && current.leader_epoch == replica.leader_epoch;
+            if same_leadership {
+                if replica.role == Role::Leader {
+                    let shrunk = current.isr.iter().any(|id| !replica.isr.contains(id));
+                    let expanded = replica.isr.iter().any(|id| !current.isr.contains(id));
+                    crate::replication::metrics::isr_changed(shrunk, expanded);
+                }
+                replica.followers = std::mem::take(&mut current.followers);
+                if current.partition_epoch == replica.partition_epoch {
+                    replica.pending_isr = current.pending_isr.take();
+                }
+            }
+            *current = replica;
+            if !same_leadership {
+                self.reset_followers(&mut current);
+            }
+        }
         if let Some(epoch) = leader_epoch {
             self.start_leader_epoch(epoch);
         }
-        if sole_leader {
-            self.advance_high_watermark(self.log.log_end_offset());
-        }
+        self.changes.send_modify(|n| *n += 1);
+        self.maybe_advance_high_watermark();
     }
 
     /// Checks that this broker leads at `leader_epoch` (if the client gave one: -1 means
@@ -332,20 +427,8 @@ impl Partition {
             producers.record_batch(&header, first_offset);
             first_offset = first_offset + i64::from(header.last_offset_delta) + 1;
         }
-        if is_sole_leader(self.broker, &self.lock()) {
-            self.advance_high_watermark(info.last_offset + 1);
-        }
-        Ok(info)
-    }
-
-    /// Appends batches copied from the leader, with their offsets, as a follower; their
-    /// producers' state records them, as the leader's did when it appended them.
-    pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo, PartitionError> {
-        let mut producers = self.producers.lock();
-        let info = self.log.append_replicated(batches)?;
-        for header in appended_headers(batches) {
-            producers.record_batch(&header, header.base_offset);
-        }
+        self.log_end.send_replace(info.last_offset + 1);
+        self.maybe_advance_high_watermark();
         Ok(info)
     }
 
@@ -446,6 +529,8 @@ fn replica_state(broker: BrokerId, state: &PartitionState) -> ReplicaState {
         partition_epoch: state.partition_epoch,
         replicas: state.replicas.clone(),
         isr: state.isr.clone(),
+        followers: BTreeMap::new(),
+        pending_isr: None,
     }
 }
 

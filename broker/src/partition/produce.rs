@@ -67,6 +67,8 @@ pub struct ProducePolicy {
     /// How far in the future a CreateTime timestamp may be. Kafka:
     /// `message.timestamp.after.max.ms`; `None` for no limit.
     pub timestamp_after_max_ms: Option<i64>,
+    /// In-sync replicas an acks=all produce needs. Kafka: `min.insync.replicas`.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for ProducePolicy {
@@ -76,6 +78,7 @@ impl Default for ProducePolicy {
             log_append_time: false,
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: None,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -108,6 +111,9 @@ impl ProducePolicy {
         }
         if let Some(ms) = number("message.timestamp.after.max.ms") {
             policy.timestamp_after_max_ms = limit(ms);
+        }
+        if let Some(min) = number("min.insync.replicas").and_then(|n| i32::try_from(n).ok()) {
+            policy.min_insync_replicas = min;
         }
         policy
     }

@@ -70,33 +70,36 @@ impl ProducerStateManager {
         expiration_ms: i64,
     ) -> Result<(ProducerStateManager, LoadReport), storage::Error> {
         let dir = log.dir().to_path_buf();
-        let (snapshot_offset, mut state) = match newest_usable_snapshot(&dir, log)? {
-            Some((offset, state)) => (Some(offset), state),
-            None => (None, ProducerStates::default()),
-        };
-        let from = snapshot_offset.unwrap_or_else(|| log.log_start_offset());
-        let mut batches_scanned = 0;
-        for header in log.batch_headers(from) {
-            let header = header?;
-            if header.next_offset() <= from {
-                continue;
-            }
-            state.record_batch(&header, header.base_offset);
-            batches_scanned += 1;
-        }
-        let expired = state.remove_expired(now_ms, expiration_ms);
-        let report = LoadReport {
-            snapshot_offset,
-            batches_scanned,
-            producers: state.len(),
-            expired,
-        };
+        let (state, report) = read_state(&dir, log, now_ms, expiration_ms)?;
         let manager = ProducerStateManager {
             dir,
             state: Mutex::new(state),
-            last_snapshot: Mutex::new(snapshot_offset),
+            last_snapshot: Mutex::new(report.snapshot_offset),
         };
         Ok((manager, report))
+    }
+
+    /// Rebuilds `state` (this manager's, locked by the caller) from `log` after a follower
+    /// truncated it: snapshots beyond the new log end are deleted, then the state is loaded
+    /// as at start. Producers idle for `expiration_ms` at `now_ms` are dropped.
+    pub(crate) fn rebuild(
+        &self,
+        state: &mut ProducerStates,
+        log: &Log,
+        now_ms: i64,
+        expiration_ms: i64,
+    ) -> Result<LoadReport, storage::Error> {
+        let log_end_offset = log.log_end_offset();
+        let mut last = self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        for offset in list_snapshots(&self.dir)? {
+            if offset > log_end_offset {
+                remove(&snapshot_path(&self.dir, offset))?;
+            }
+        }
+        let (rebuilt, report) = read_state(&self.dir, log, now_ms, expiration_ms)?;
+        *state = rebuilt;
+        *last = report.snapshot_offset;
+        Ok(report)
     }
 
     /// The state, locked: hold it across checking and appending a producer's batches, so that
@@ -147,6 +150,39 @@ impl ProducerStateManager {
         }
         Ok(Some(offset))
     }
+}
+
+/// The producer state of `log`: the newest usable snapshot in `dir`, then the batch headers
+/// after it (the whole log if there is none); producers idle for `expiration_ms` at `now_ms`
+/// are dropped.
+fn read_state(
+    dir: &Path,
+    log: &Log,
+    now_ms: i64,
+    expiration_ms: i64,
+) -> Result<(ProducerStates, LoadReport), storage::Error> {
+    let (snapshot_offset, mut state) = match newest_usable_snapshot(dir, log)? {
+        Some((offset, state)) => (Some(offset), state),
+        None => (None, ProducerStates::default()),
+    };
+    let from = snapshot_offset.unwrap_or_else(|| log.log_start_offset());
+    let mut batches_scanned = 0;
+    for header in log.batch_headers(from) {
+        let header = header?;
+        if header.next_offset() <= from {
+            continue;
+        }
+        state.record_batch(&header, header.base_offset);
+        batches_scanned += 1;
+    }
+    let expired = state.remove_expired(now_ms, expiration_ms);
+    let report = LoadReport {
+        snapshot_offset,
+        batches_scanned,
+        producers: state.len(),
+        expired,
+    };
+    Ok((state, report))
 }
 
 /// The newest snapshot of `dir` that is at or below the log end and decodes, with its offset;

@@ -636,6 +636,28 @@ impl Log {
         Ok(new_end)
     }
 
+    /// Removes every batch and starts the log again, empty, at `offset`: for a follower whose
+    /// log ends below its leader's log start (the leader's retention or DeleteRecords removed
+    /// what it would fetch next). Returns the new log start (and end) offset.
+    pub fn reset_to(&self, offset: i64) -> Result<i64> {
+        let mut writer = lock(&self.writer);
+        self.check_online()?;
+        if writer.is_none() {
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        let _flushing = lock(&self.flush_lock);
+        let segments = self.segments();
+        let reset = self.truncate_fully(&mut writer, &segments, offset);
+        let new_start = reset.inspect_err(|e| self.go_offline(e))?;
+        self.directory_changed.store(true, Ordering::Release);
+        self.log_end_offset.store(new_start, Ordering::Release);
+        self.recovery_point.store(new_start, Ordering::Release);
+        self.change_epochs(|epochs| Ok(epochs.clear()))?;
+        Ok(new_start)
+    }
+
     /// Truncation below every segment: all go, and an empty one starts at `offset`.
     fn truncate_fully(
         &self,

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod broker_process;
+pub mod cluster;
 pub mod grpc_client;
 pub mod kafka_client;
 pub mod node;
