@@ -666,9 +666,29 @@ impl Inner {
                 Target::Local => self.active.handle(request.clone()).await,
                 Target::Remote { address, forwarded } => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    self.peers
-                        .submit(&address, &request, forwarded, remaining.max(MIN_RPC_TIME))
-                        .await
+                    let before = self.leader();
+                    // A paused or partitioned node keeps its connections and answers
+                    // nothing: give up on it as soon as another active controller is known,
+                    // rather than waiting out the whole request timeout.
+                    tokio::select! {
+                        result = self.peers.submit(
+                            &address,
+                            &request,
+                            forwarded,
+                            remaining.max(MIN_RPC_TIME),
+                        ) => result,
+                        () = self.wait_for_new_leader(remaining.max(MIN_RPC_TIME)) => {
+                            let leader = self.leader();
+                            if leader == before {
+                                Err(ControllerError::Unavailable(format!(
+                                    "{address} did not answer within {} ms",
+                                    remaining.max(MIN_RPC_TIME).as_millis()
+                                )))
+                            } else {
+                                Err(ControllerError::NotController { leader })
+                            }
+                        }
+                    }
                 }
             };
             let error = match result {
