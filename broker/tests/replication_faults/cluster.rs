@@ -31,7 +31,7 @@ impl Node {
         self.dir.join("data")
     }
 
-    fn log_file(&self) -> PathBuf {
+    pub(crate) fn log_file(&self) -> PathBuf {
         self.dir.join("broker.log")
     }
 }
