@@ -167,8 +167,8 @@ fn no_arguments_is_one_node_on_localhost() {
     assert_eq!(config.producer_id_expiration_ms, 86_400_000);
     assert_eq!(config.producer_id_expiration_check_interval_ms, 600_000);
     assert_eq!(config.producer_snapshot_check_interval_ms, 10_000);
-    assert_eq!(config.broker_session_timeout_ms, 9000);
-    assert_eq!(config.broker_heartbeat_interval_ms, 2000);
+    assert_eq!(config.broker_session_timeout_ms, 3000);
+    assert_eq!(config.broker_heartbeat_interval_ms, 500);
     assert_eq!(config.controller_heartbeat_interval_ms, 100);
     assert_eq!(config.controller_election_timeout_min_ms, 300);
     assert_eq!(config.controller_election_timeout_max_ms, 600);
@@ -562,10 +562,10 @@ fn bad_values_name_their_key_and_where_they_were_set() {
     );
     check(
         "",
-        &[("WEIR_BROKER_HEARTBEAT_INTERVAL_MS", "9000")],
+        &[("WEIR_BROKER_HEARTBEAT_INTERVAL_MS", "3000")],
         &[],
         "broker_heartbeat_interval_ms",
-        "must be below broker_session_timeout_ms (9000)",
+        "must be below broker_session_timeout_ms (3000)",
     );
     check(
         "broker_session_timeout_ms = 0",

@@ -305,11 +305,13 @@ node_config! {
     /// How often each partition checks whether its log rolled a segment since its last
     /// producer state snapshot, and writes one if so (what bounds the log read at start).
     producer_snapshot_check_interval_ms: u64 = 10_000;
-    /// A broker whose heartbeats stop for this long is fenced by the controller.
-    /// Kafka: `broker.session.timeout.ms`.
-    broker_session_timeout_ms: u64 = 9000;
-    /// How often a broker heartbeats to the controller. Kafka: `broker.heartbeat.interval.ms`.
-    broker_heartbeat_interval_ms: u64 = 2000;
+    /// A broker whose heartbeats stop for this long is fenced by the controller, and its
+    /// partitions get new leaders. Kafka: `broker.session.timeout.ms` (9 s there; shorter
+    /// here, since it bounds how long a hung broker's partitions stay unavailable).
+    broker_session_timeout_ms: u64 = 3000;
+    /// How often a broker heartbeats to the controller. Kafka: `broker.heartbeat.interval.ms`
+    /// (2 s there).
+    broker_heartbeat_interval_ms: u64 = 500;
     /// How often the active controller sends Raft heartbeats to the other voters.
     controller_heartbeat_interval_ms: u64 = 100;
     /// A voter that hears no active controller for a random time between this and
