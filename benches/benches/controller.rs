@@ -67,6 +67,8 @@ impl Quorum {
                 election_timeout_min_ms: 300,
                 election_timeout_max_ms: 600,
                 broker_session_timeout_ms: 60_000,
+                broker_heartbeat_interval_ms: 500,
+                leader_balance_interval_ms: None,
                 request_timeout_ms: 10_000,
                 clock: Arc::new(SystemClock) as Arc<dyn Clock>,
             };

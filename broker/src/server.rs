@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::{BoundAddresses, NodeConfig};
 use crate::controller::{
     BrokerRecord, BrokerStatus, Controller, ControllerConfig, ControllerError, Endpoints,
-    MetadataSubscription,
+    MetadataSubscription, decisions,
 };
 use crate::grpc;
 use crate::kafka::{self, KafkaContext};
@@ -159,6 +159,10 @@ impl Node {
                 election_timeout_min_ms: config.controller_election_timeout_min_ms,
                 election_timeout_max_ms: config.controller_election_timeout_max_ms,
                 broker_session_timeout_ms: config.broker_session_timeout_ms,
+                broker_heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
+                leader_balance_interval_ms: config
+                    .auto_leader_rebalance_enable
+                    .then_some(config.leader_imbalance_check_interval_ms),
                 request_timeout_ms: CONTROLLER_REQUEST_TIMEOUT_MS,
                 clock: Arc::clone(&clock),
             },
@@ -289,10 +293,15 @@ impl Node {
             .is_ok_and(|live| live.is_ok())
     }
 
-    /// Stops the node: the listeners stop accepting and answer the requests they are
-    /// working on, then the controller stops and every log is flushed and closed.
+    /// Stops the node: a broker first hands its leaderships to other in-sync replicas
+    /// (controlled shutdown, unless configured off), then the listeners stop accepting and
+    /// answer the requests they are working on, then the controller stops and every log is
+    /// flushed and closed.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
+        if self.config.process_roles.broker && self.config.controlled_shutdown_enable {
+            self.controlled_shutdown().await;
+        }
         self.stop.send_replace(true);
         for (what, server) in self.servers {
             if let Err(source) = server.await {
@@ -321,6 +330,34 @@ impl Node {
                 source,
             })?
             .map_err(|source| ServerError::Storage { dir, source })
+    }
+}
+
+impl Node {
+    /// Asks the active controller to move this broker's leaderships to other in-sync replicas
+    /// and take it out of every ISR, while the front ends still answer (clients told
+    /// NOT_LEADER_OR_FOLLOWER find the new leaders). Skipped when no other live broker shares
+    /// a partition with this one (a single node, or the last one of a cluster stopping):
+    /// nothing could move. A failure is logged, not fatal: the broker's partitions then move
+    /// when its session ends.
+    async fn controlled_shutdown(&self) {
+        let metadata = self.controller.metadata();
+        if !decisions::has_shared_partitions(&metadata, self.config.node_id) {
+            return;
+        }
+        let timeout = Duration::from_millis(self.config.controlled_shutdown_timeout_ms);
+        match self.controller.controlled_shutdown(timeout).await {
+            Ok(moves) => tracing::info!(
+                leaders_moved = moves.moved,
+                left_offline = moves.offline,
+                "controlled shutdown: other in-sync replicas lead this broker's partitions now"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "controlled shutdown failed; stopping anyway, and this broker's partitions \
+                 move to other replicas when its session ends"
+            ),
+        }
     }
 }
 

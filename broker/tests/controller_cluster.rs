@@ -81,6 +81,8 @@ impl Cluster {
             election_timeout_min_ms: 200,
             election_timeout_max_ms: 400,
             broker_session_timeout_ms: SESSION_MS as u64,
+            broker_heartbeat_interval_ms: 50,
+            leader_balance_interval_ms: None,
             request_timeout_ms: 20_000,
             clock: Arc::clone(&self.clock) as Arc<dyn Clock>,
         };

@@ -312,6 +312,20 @@ node_config! {
     /// How often a broker heartbeats to the controller. Kafka: `broker.heartbeat.interval.ms`
     /// (2 s there).
     broker_heartbeat_interval_ms: u64 = 500;
+    /// On SIGTERM, ask the controller to move this broker's leaderships to other in-sync
+    /// replicas before stopping, so clients only refresh their metadata.
+    /// Kafka: `controlled.shutdown.enable`.
+    controlled_shutdown_enable: bool = true;
+    /// How long a controlled shutdown may wait for the controller before the broker stops
+    /// anyway (its partitions then move when its session ends).
+    controlled_shutdown_timeout_ms: u64 = 5000;
+    /// Periodically give partitions back to their preferred leader (the first replica) when
+    /// it is live and in sync, so leadership stays spread over the brokers after restarts.
+    /// Kafka: `auto.leader.rebalance.enable`.
+    auto_leader_rebalance_enable: bool = true;
+    /// How often the active controller looks for partitions to give back to their preferred
+    /// leaders. Kafka: `leader.imbalance.check.interval.seconds` (300 s there).
+    leader_imbalance_check_interval_ms: u64 = 300_000;
     /// How often the active controller sends Raft heartbeats to the other voters.
     controller_heartbeat_interval_ms: u64 = 100;
     /// A voter that hears no active controller for a random time between this and
@@ -787,6 +801,14 @@ impl NodeConfig {
             (
                 "broker_heartbeat_interval_ms",
                 self.broker_heartbeat_interval_ms,
+            ),
+            (
+                "controlled_shutdown_timeout_ms",
+                self.controlled_shutdown_timeout_ms,
+            ),
+            (
+                "leader_imbalance_check_interval_ms",
+                self.leader_imbalance_check_interval_ms,
             ),
             (
                 "controller_heartbeat_interval_ms",

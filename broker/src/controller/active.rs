@@ -1,5 +1,6 @@
 //! The active controller's side of a node: deciding [`Request`]s while this node is the Raft
-//! leader, and fencing brokers whose sessions expire.
+//! leader, fencing brokers whose sessions end, and giving partitions back to their preferred
+//! leaders.
 //!
 //! Every decision is made under one lock against the metadata this node has applied, after
 //! confirming it still leads and has applied everything committed, then written through
@@ -13,7 +14,7 @@ use openraft::{BasicNode, ChangeMembers, Raft};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::decisions::{self, DecisionError};
+use super::decisions::{self, DecisionError, LeadershipMoves};
 use super::error::ControllerError;
 use super::metadata::{ApplyError, ClusterMetadata};
 use super::raft::{MetadataBatch, StateMachine, TypeConfig};
@@ -32,6 +33,10 @@ pub(crate) struct Active {
     deciding: Mutex<()>,
     clock: Arc<dyn Clock>,
     session_timeout_ms: i64,
+    /// How long a broker this controller has not heard from yet (it was just elected) gets
+    /// to heartbeat before it is fenced: a few heartbeat intervals, not a whole session, so
+    /// a broker that died with the previous active controller loses its leaderships soon.
+    first_heartbeat_grace_ms: i64,
     sessions: std::sync::Mutex<Sessions>,
 }
 
@@ -43,6 +48,13 @@ struct Sessions {
     last_heartbeat_ms: BTreeMap<BrokerId, i64>,
     /// The log index of each broker's registration: it is unfenced once it has applied it.
     registered_at: BTreeMap<BrokerId, u64>,
+    /// Each broker's open session stream: the incarnation that opened it, and a number that
+    /// tells it from the broker's earlier streams.
+    streams: BTreeMap<BrokerId, (Uuid, u64)>,
+    /// The number of the next session stream.
+    next_stream: u64,
+    /// Broker incarnations in controlled shutdown: their heartbeats do not unfence them.
+    shutting_down: BTreeMap<BrokerId, Uuid>,
 }
 
 impl Active {
@@ -53,6 +65,7 @@ impl Active {
         state_machine: StateMachine,
         clock: Arc<dyn Clock>,
         session_timeout_ms: i64,
+        first_heartbeat_grace_ms: i64,
     ) -> Self {
         Self {
             node_id,
@@ -62,6 +75,7 @@ impl Active {
             deciding: Mutex::new(()),
             clock,
             session_timeout_ms,
+            first_heartbeat_grace_ms: first_heartbeat_grace_ms.min(session_timeout_ms),
             sessions: std::sync::Mutex::new(Sessions::default()),
         }
     }
@@ -149,6 +163,10 @@ impl Active {
                 self.write(vec![record]).await?;
                 Ok(Reply::ProducerIds(block))
             }
+            Request::ControlledShutdown {
+                broker_id,
+                incarnation,
+            } => self.controlled_shutdown(broker_id, incarnation).await,
             Request::AlterPartition(proposal) => {
                 let _deciding = self.deciding.lock().await;
                 let metadata = self.current_metadata().await?;
@@ -195,6 +213,7 @@ impl Active {
         let index = self.write(records).await?;
         {
             let mut sessions = self.sessions();
+            sessions.shutting_down.remove(&broker_id);
             sessions.registered_at.insert(broker_id, index);
             sessions
                 .last_heartbeat_ms
@@ -283,6 +302,10 @@ impl Active {
         if !(fenced && caught_up) {
             return Ok(fenced);
         }
+        if self.sessions().shutting_down.get(&broker_id) == Some(&incarnation) {
+            // Stopping: it stays fenced, leading nothing, until it registers again.
+            return Ok(true);
+        }
         let _deciding = self.deciding.lock().await;
         let metadata = self.current_metadata().await?;
         if registered(&metadata) == Some(true) {
@@ -290,6 +313,123 @@ impl Active {
                 .await?;
         }
         Ok(false)
+    }
+
+    /// A broker about to stop: it leaves every ISR and its leaderships move to other in-sync
+    /// replicas (a fence), and it stays fenced whatever its heartbeats say until it registers
+    /// again. A broker fenced already (its session ended first) has nothing left to move.
+    async fn controlled_shutdown(
+        &self,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+    ) -> Result<Reply, ControllerError> {
+        let _deciding = self.deciding.lock().await;
+        let metadata = self.current_metadata().await?;
+        let Some(broker) = metadata
+            .broker(broker_id)
+            .filter(|b| b.incarnation == incarnation)
+        else {
+            return Err(ControllerError::Unregistered { broker_id });
+        };
+        self.sessions().shutting_down.insert(broker_id, incarnation);
+        if broker.fenced {
+            return Ok(Reply::ShutdownReady {
+                fenced_at: self.state_machine.applied_index().unwrap_or(0),
+                moves: LeadershipMoves::default(),
+            });
+        }
+        let records = decisions::fence_broker(&metadata, broker_id);
+        let moves = LeadershipMoves::of(&records);
+        let fenced_at = self.write(records).await?;
+        tracing::info!(
+            broker_id,
+            leaders_moved = moves.moved,
+            left_offline = moves.offline,
+            "a broker is shutting down: fenced it and moved its leaderships"
+        );
+        Ok(Reply::ShutdownReady { fenced_at, moves })
+    }
+
+    /// A broker opened its session stream to this controller; returns the stream's number,
+    /// which [`session_closed`](Self::session_closed) takes. Refused unless this node leads
+    /// and knows the broker as that incarnation.
+    pub(crate) fn open_session(
+        &self,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+    ) -> Result<u64, ControllerError> {
+        if self.leader() != Some(self.node_id) {
+            return Err(ControllerError::NotController {
+                leader: self.leader(),
+            });
+        }
+        let known = self
+            .state_machine
+            .with_metadata(|m| m.broker(broker_id).map(|b| b.incarnation));
+        if known != Some(incarnation) {
+            return Err(ControllerError::Unregistered { broker_id });
+        }
+        let mut sessions = self.sessions();
+        let stream = sessions.next_stream;
+        sessions.next_stream += 1;
+        sessions.streams.insert(broker_id, (incarnation, stream));
+        sessions
+            .last_heartbeat_ms
+            .insert(broker_id, self.clock.now_ms());
+        Ok(stream)
+    }
+
+    /// A broker's session stream closed: unless it opened a newer one meanwhile, its process
+    /// stopped or its connection broke, and it is fenced now rather than when its session
+    /// times out (a live broker is unfenced again by its next heartbeat).
+    pub(crate) async fn session_closed(
+        &self,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+        stream: u64,
+    ) -> Result<(), ControllerError> {
+        {
+            let mut sessions = self.sessions();
+            if sessions.streams.get(&broker_id) != Some(&(incarnation, stream)) {
+                return Ok(());
+            }
+            sessions.streams.remove(&broker_id);
+        }
+        if self.leader() != Some(self.node_id) {
+            return Ok(());
+        }
+        let _deciding = self.deciding.lock().await;
+        let metadata = self.current_metadata().await?;
+        let live = metadata
+            .broker(broker_id)
+            .is_some_and(|b| b.incarnation == incarnation && !b.fenced);
+        if live {
+            tracing::info!(
+                broker_id,
+                "a broker's session stream closed (its process stopped or its connection \
+                 broke): fencing it"
+            );
+            self.fence(broker_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Gives partitions back to their preferred leaders (the first replica) where that
+    /// replica is live and in sync, if this node leads; returns how many moved.
+    pub(crate) async fn balance_leaders(&self) -> Result<usize, ControllerError> {
+        if self.leader() != Some(self.node_id)
+            || decisions::preferred_leader_elections(&self.state_machine.metadata()).is_empty()
+        {
+            return Ok(0);
+        }
+        let _deciding = self.deciding.lock().await;
+        let records = decisions::preferred_leader_elections(&*self.current_metadata().await?);
+        let moved = records.len();
+        if moved > 0 {
+            self.write(records).await?;
+            tracing::info!(moved, "gave partitions back to their preferred leaders");
+        }
+        Ok(moved)
     }
 
     /// Fences a broker and moves leadership of its partitions to other ISR members.
@@ -360,26 +500,35 @@ impl Active {
             *self.sessions() = Sessions::default();
             return Ok(Vec::new());
         }
+        // Most checks find nothing: look at the local view first, without a quorum round trip.
+        if self.expired(&self.state_machine.metadata()).is_empty() {
+            return Ok(Vec::new());
+        }
         let _deciding = self.deciding.lock().await;
-        let metadata = self.current_metadata().await?;
-        let expired = {
-            let mut sessions = self.sessions();
-            let now = self.clock.now_ms();
-            for broker in metadata.brokers() {
-                // A broker not heard from yet gets a whole session from now.
-                sessions.last_heartbeat_ms.entry(broker.id).or_insert(now);
-            }
-            decisions::expired_sessions(
-                &metadata,
-                &sessions.last_heartbeat_ms,
-                now,
-                self.session_timeout_ms,
-            )
-        };
+        let expired = self.expired(&*self.current_metadata().await?);
         for &broker_id in &expired {
             tracing::info!(broker_id, "fencing a broker whose session expired");
             self.fence(broker_id).await?;
         }
         Ok(expired)
+    }
+
+    /// The live brokers in `metadata` whose sessions expired. A broker not heard from yet
+    /// (this controller was just elected) is given the first-heartbeat grace from now.
+    fn expired(&self, metadata: &ClusterMetadata) -> Vec<BrokerId> {
+        let mut sessions = self.sessions();
+        let now = self.clock.now_ms();
+        for broker in metadata.brokers() {
+            sessions
+                .last_heartbeat_ms
+                .entry(broker.id)
+                .or_insert(now - self.session_timeout_ms + self.first_heartbeat_grace_ms);
+        }
+        decisions::expired_sessions(
+            metadata,
+            &sessions.last_heartbeat_ms,
+            now,
+            self.session_timeout_ms,
+        )
     }
 }

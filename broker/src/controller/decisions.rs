@@ -463,6 +463,87 @@ pub fn fence_broker(metadata: &ClusterMetadata, broker_id: BrokerId) -> Vec<Meta
     records
 }
 
+/// How a fence (or a controlled shutdown) changes leadership, counted from its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeadershipMoves {
+    /// Partitions whose leadership moved to another in-sync replica.
+    pub moved: u32,
+    /// Partitions left without a leader: no other in-sync replica was live.
+    pub offline: u32,
+}
+
+impl LeadershipMoves {
+    /// Counts the leader changes in `records`.
+    pub fn of(records: &[MetadataRecord]) -> Self {
+        let mut moves = LeadershipMoves::default();
+        for record in records {
+            match record {
+                MetadataRecord::PartitionChange(PartitionChangeRecord {
+                    leader: Some(Some(_)),
+                    ..
+                }) => moves.moved += 1,
+                MetadataRecord::PartitionChange(PartitionChangeRecord {
+                    leader: Some(None),
+                    ..
+                }) => moves.offline += 1,
+                _ => {}
+            }
+        }
+        moves
+    }
+}
+
+/// Whether fencing broker `broker_id` now would change anything besides the fence: it is in
+/// the ISR of a partition that another live broker is also in sync for (so it leads something
+/// another replica can take over, or holds up acks=all somewhere until it leaves the ISR).
+pub fn has_shared_partitions(metadata: &ClusterMetadata, broker_id: BrokerId) -> bool {
+    metadata.topics().any(|topic| {
+        topic.partitions.iter().any(|partition| {
+            partition.isr.contains(&broker_id)
+                && partition
+                    .isr
+                    .iter()
+                    .any(|&id| id != broker_id && metadata.is_live(id))
+        })
+    })
+}
+
+/// The most partitions one round of preferred-leader balancing moves, so one round's Raft
+/// entry and the leader changes brokers then make stay bounded.
+pub const PREFERRED_ELECTIONS_PER_ROUND: usize = 1000;
+
+/// The records that give partitions back to their preferred leader (the first replica) where
+/// another replica leads and the preferred one is live and in the ISR, so leadership spreads
+/// over the brokers as placement spread it (Kafka's `auto.leader.rebalance.enable`). At most
+/// [`PREFERRED_ELECTIONS_PER_ROUND`] partitions.
+pub fn preferred_leader_elections(metadata: &ClusterMetadata) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in metadata.topics() {
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            let Some(&preferred) = partition.replicas.first() else {
+                continue;
+            };
+            let eligible = partition.leader != Some(preferred)
+                && partition.isr.contains(&preferred)
+                && metadata.is_live(preferred);
+            if !eligible {
+                continue;
+            }
+            let next = Partition {
+                leader: Some(preferred),
+                ..partition.clone()
+            };
+            if let Some(change) = change_record(topic.id, index, partition, &next) {
+                records.push(MetadataRecord::PartitionChange(change));
+                if records.len() == PREFERRED_ELECTIONS_PER_ROUND {
+                    return records;
+                }
+            }
+        }
+    }
+    records
+}
+
 /// The records that unfence broker `broker_id`: the unfence itself, then leadership of every
 /// offline partition whose ISR holds it.
 pub fn unfence_broker(metadata: &ClusterMetadata, broker_id: BrokerId) -> Vec<MetadataRecord> {
@@ -943,5 +1024,123 @@ mod tests {
                 next: i64::MAX - 10
             })
         );
+    }
+
+    fn fence(metadata: &mut ClusterMetadata, broker_id: BrokerId) -> Vec<MetadataRecord> {
+        let records = fence_broker(metadata, broker_id);
+        apply_all(metadata, &records);
+        records
+    }
+
+    fn leaders(metadata: &ClusterMetadata) -> Vec<Option<BrokerId>> {
+        let topic = metadata.topic(TOPIC_ID).unwrap();
+        topic.partitions.iter().map(|p| p.leader).collect()
+    }
+
+    #[test]
+    fn a_fence_counts_the_leaderships_it_moves_and_the_partitions_it_takes_offline() {
+        // Partitions 0..3 of three replicas, placed from 1: led by 2, 3, 1.
+        let mut metadata = with_events(3, 3, 3);
+        assert!(has_shared_partitions(&metadata, 1));
+        let moves = LeadershipMoves::of(&fence(&mut metadata, 2));
+        assert_eq!(
+            moves,
+            LeadershipMoves {
+                moved: 1,
+                offline: 0
+            }
+        );
+        assert_eq!(leaders(&metadata), [Some(3), Some(3), Some(1)]);
+        fence(&mut metadata, 3);
+        // Broker 1 is the last live member of every ISR: fencing it moves nothing.
+        assert!(!has_shared_partitions(&metadata, 1));
+        let moves = LeadershipMoves::of(&fence(&mut metadata, 1));
+        assert_eq!(
+            moves,
+            LeadershipMoves {
+                moved: 0,
+                offline: 3
+            }
+        );
+        assert_eq!(leaders(&metadata), [None, None, None]);
+    }
+
+    #[test]
+    fn preferred_leaders_return_once_live_and_in_sync() {
+        let mut metadata = with_events(3, 3, 3);
+        let preferred = leaders(&metadata);
+        assert_eq!(preferred, [Some(2), Some(3), Some(1)]);
+        assert_eq!(preferred_leader_elections(&metadata), []);
+
+        fence(&mut metadata, 2);
+        assert_eq!(leaders(&metadata), [Some(3), Some(3), Some(1)]);
+        // Broker 2 is fenced and out of the ISR: nothing moves to it.
+        assert_eq!(preferred_leader_elections(&metadata), []);
+        let incarnation = metadata.broker(2).unwrap().incarnation;
+        let unfence = unfence_broker(&metadata, 2);
+        apply_all(&mut metadata, &unfence);
+        assert!(metadata.is_live(2));
+        // Live again, but not yet back in the ISR of partition 0.
+        assert_eq!(preferred_leader_elections(&metadata), []);
+        let back_in_sync = change_isr(
+            &metadata,
+            &IsrProposal {
+                topic_id: TOPIC_ID,
+                partition: 0,
+                proposer: 3,
+                leader_epoch: metadata.topic(TOPIC_ID).unwrap().partitions[0].leader_epoch,
+                partition_epoch: metadata.topic(TOPIC_ID).unwrap().partitions[0].partition_epoch,
+                isr: vec![1, 2, 3],
+            },
+        )
+        .unwrap();
+        apply_all(&mut metadata, &[back_in_sync]);
+
+        let records = preferred_leader_elections(&metadata);
+        assert_eq!(
+            records,
+            [MetadataRecord::PartitionChange(PartitionChangeRecord {
+                topic_id: TOPIC_ID,
+                partition: 0,
+                leader: Some(Some(2)),
+                isr: None,
+                replicas: None,
+            })]
+        );
+        let epoch_before = metadata.topic(TOPIC_ID).unwrap().partitions[0].leader_epoch;
+        apply_all(&mut metadata, &records);
+        assert_eq!(leaders(&metadata), preferred);
+        // A new leader is a new leader epoch, so the deposed one is fenced by it.
+        assert!(metadata.topic(TOPIC_ID).unwrap().partitions[0].leader_epoch > epoch_before);
+        assert_eq!(preferred_leader_elections(&metadata), []);
+        assert_eq!(metadata.broker(2).unwrap().incarnation, incarnation);
+    }
+
+    #[test]
+    fn one_round_of_preferred_elections_is_bounded() {
+        let per_round = i32::try_from(PREFERRED_ELECTIONS_PER_ROUND).unwrap();
+        let mut metadata = with_events(2, per_round + 1, 2);
+        // Every partition led by its second replica.
+        let seconds: Vec<MetadataRecord> = metadata
+            .topic(TOPIC_ID)
+            .unwrap()
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, partition)| {
+                MetadataRecord::PartitionChange(PartitionChangeRecord {
+                    topic_id: TOPIC_ID,
+                    partition: i32::try_from(index).unwrap(),
+                    leader: Some(Some(partition.replicas[1])),
+                    isr: None,
+                    replicas: None,
+                })
+            })
+            .collect();
+        apply_all(&mut metadata, &seconds);
+        let first = preferred_leader_elections(&metadata);
+        assert_eq!(first.len(), PREFERRED_ELECTIONS_PER_ROUND);
+        apply_all(&mut metadata, &first);
+        assert_eq!(preferred_leader_elections(&metadata).len(), 1);
     }
 }

@@ -31,11 +31,12 @@ mod producer_ids;
 pub mod raft;
 mod records;
 mod rpc;
+mod session;
 mod subscription;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use decisions::{ConfigChange, ProducerIdBlock};
+pub use decisions::{ConfigChange, LeadershipMoves, ProducerIdBlock};
 pub use error::{ControllerError, ErrorKind};
 pub use metadata::{ApplyError, Broker, ClusterMetadata, Partition, Topic};
 pub use node::{BrokerStatus, Controller, ControllerConfig, ControllerView, QuorumStatus};

@@ -25,7 +25,7 @@ use weir_proto::internal::v1::controller_raft_server::ControllerRaftServer;
 use weir_proto::internal::v1::controller_server::ControllerServer;
 
 use super::active::Active;
-use super::decisions::{ConfigChange, IsrProposal, ProducerIdBlock};
+use super::decisions::{ConfigChange, IsrProposal, LeadershipMoves, ProducerIdBlock};
 use super::error::{ControllerError, ErrorKind};
 use super::metadata::ClusterMetadata;
 use super::metrics;
@@ -33,6 +33,7 @@ use super::producer_ids::ProducerIds;
 use super::raft::{LogStore, NetworkFactory, RaftService, StateMachine, TypeConfig};
 use super::records::{BrokerId, BrokerRecord};
 use super::rpc::{AlteredPartition, ControllerService, Peers, Reply, Request};
+use super::session;
 use super::subscription::MetadataSubscription;
 use crate::clock::Clock;
 use crate::config::Voter;
@@ -54,6 +55,12 @@ pub struct ControllerConfig {
     pub election_timeout_max_ms: u64,
     /// A broker whose heartbeats stop for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// How often brokers heartbeat. A newly elected active controller fences a broker it has
+    /// not heard from within two of these (or the session timeout, if shorter).
+    pub broker_heartbeat_interval_ms: u64,
+    /// How often the active controller gives partitions back to their preferred leaders;
+    /// `None` never does.
+    pub leader_balance_interval_ms: Option<u64>,
     /// How long a request may wait for an active controller to take it (through elections
     /// and retries) before it fails.
     pub request_timeout_ms: u64,
@@ -96,6 +103,8 @@ pub struct Controller {
     background: Vec<JoinHandle<()>>,
     /// This node's registration and heartbeats, once it runs as a broker.
     broker: Mutex<Option<JoinHandle<()>>>,
+    /// The broker incarnation this node runs as, once it does.
+    broker_identity: Mutex<Option<(BrokerId, Uuid)>>,
     broker_status: watch::Sender<BrokerStatus>,
 }
 
@@ -263,15 +272,17 @@ impl ControllerView {
 
 /// What the node's API, its RPC service and its background tasks share.
 pub(crate) struct Inner {
-    node_id: u64,
+    pub(super) node_id: u64,
     voters: Vec<Voter>,
-    raft: Raft<TypeConfig>,
+    pub(super) raft: Raft<TypeConfig>,
     state_machine: StateMachine,
-    active: Active,
-    peers: Peers,
+    pub(super) active: Active,
+    pub(super) peers: Peers,
     request_timeout: Duration,
     /// This node's producer ids, once it runs as a broker.
     producer_ids: ProducerIds,
+    /// Set when the node stops: open session streams end, so the listener can stop.
+    pub(super) stopping: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -319,6 +330,12 @@ impl Controller {
         .map_err(|e| ControllerError::Config(e.to_string()))?;
         let session_timeout_ms = i64::try_from(config.broker_session_timeout_ms)
             .map_err(|e| ControllerError::Config(format!("broker_session_timeout_ms: {e}")))?;
+        let first_heartbeat_grace_ms = i64::try_from(config.broker_heartbeat_interval_ms)
+            .ok()
+            .and_then(|interval| interval.checked_mul(2))
+            .ok_or_else(|| {
+                ControllerError::Config("broker_heartbeat_interval_ms is too large".into())
+            })?;
         let log_store = LogStore::open(&config.dir).map_err(ControllerError::Storage)?;
         let state_machine = StateMachine::open(&config.dir).map_err(ControllerError::Storage)?;
         let raft = Raft::new(
@@ -342,12 +359,14 @@ impl Controller {
                 state_machine.clone(),
                 config.clock,
                 session_timeout_ms,
+                first_heartbeat_grace_ms,
             ),
             raft,
             state_machine,
             peers: Peers::default(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             producer_ids: ProducerIds::default(),
+            stopping: watch::channel(false).0,
         });
 
         let (stop_server, stopped) = oneshot::channel::<()>();
@@ -369,13 +388,21 @@ impl Controller {
         if is_voter {
             inner.initialize().await?;
         }
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(expire_sessions_forever(
                 Arc::clone(&inner),
-                Duration::from_millis((config.broker_session_timeout_ms / 4).max(10)),
+                // Often, so a session ends close to its timeout; a check that finds nothing
+                // reads only local state.
+                Duration::from_millis((config.broker_session_timeout_ms / 10).clamp(10, 100)),
             )),
             tokio::spawn(record_raft_metrics(inner.raft.clone())),
         ];
+        if let Some(interval_ms) = config.leader_balance_interval_ms {
+            background.push(tokio::spawn(balance_leaders_forever(
+                Arc::clone(&inner),
+                Duration::from_millis(interval_ms.max(1)),
+            )));
+        }
         let (broker_status, _) = watch::channel(BrokerStatus::Registering);
         Ok(Controller {
             inner,
@@ -383,6 +410,7 @@ impl Controller {
             server: Some(server),
             background,
             broker: Mutex::new(None),
+            broker_identity: Mutex::new(None),
             broker_status,
         })
     }
@@ -492,6 +520,58 @@ impl Controller {
         self.inner.active.expire_sessions().await
     }
 
+    /// Gives partitions back to their preferred leaders (the first replica) where that
+    /// replica is live and in sync, if this node is the active controller; returns how many
+    /// moved. The background task does this every `leader_balance_interval_ms`.
+    pub async fn balance_leaders(&self) -> Result<usize, ControllerError> {
+        self.inner.active.balance_leaders().await
+    }
+
+    /// Stops this node's heartbeats and asks the active controller to move leadership of its
+    /// partitions to other in-sync replicas and take it out of every ISR (Kafka's controlled
+    /// shutdown), then waits until this node has applied that, for at most `timeout` in all.
+    /// Afterwards this broker leads nothing, and stays fenced until it registers again.
+    pub async fn controlled_shutdown(
+        &self,
+        timeout: Duration,
+    ) -> Result<LeadershipMoves, ControllerError> {
+        let identity = *self
+            .broker_identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some((broker_id, incarnation)) = identity else {
+            return Err(ControllerError::InvalidRequest(
+                "this node does not run as a broker".into(),
+            ));
+        };
+        // Heartbeats would unfence it again on a controller that did not see the request.
+        self.stop_heartbeats();
+        let request = Request::ControlledShutdown {
+            broker_id,
+            incarnation,
+        };
+        let deadline = Instant::now() + timeout;
+        let reply = tokio::time::timeout(timeout, self.inner.route(request))
+            .await
+            .map_err(|_| {
+                ControllerError::Unavailable(format!(
+                    "no active controller answered within {} ms",
+                    timeout.as_millis()
+                ))
+            })??;
+        let Reply::ShutdownReady { fenced_at, moves } = reply else {
+            return Err(unexpected(&reply));
+        };
+        self.inner
+            .wait_for_applied(
+                fenced_at,
+                deadline.saturating_duration_since(Instant::now()),
+            )
+            .await?;
+        self.broker_status.send_replace(BrokerStatus::Fenced);
+        Ok(moves)
+    }
+
     /// Runs this node as broker `record`: registers it with the active controller, then
     /// heartbeats every `heartbeat_interval`, registering again if the controller no longer
     /// knows this incarnation. [`broker_status`](Self::broker_status) follows the outcome.
@@ -499,6 +579,10 @@ impl Controller {
         self.inner
             .producer_ids
             .set_broker(record.broker_id, record.incarnation);
+        *self
+            .broker_identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((record.broker_id, record.incarnation));
         let task = tokio::spawn(run_broker(
             Arc::clone(&self.inner),
             record,
@@ -516,7 +600,8 @@ impl Controller {
         self.broker_status.subscribe()
     }
 
-    /// Stops this node's broker heartbeats (its session then expires); for tests of fencing.
+    /// Stops this node's broker heartbeats and closes its session stream (the active
+    /// controller then fences it).
     pub fn stop_heartbeats(&self) {
         if let Some(task) = self.broker.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
@@ -526,6 +611,7 @@ impl Controller {
     /// Leaves the quorum's work to the others: stops heartbeats, Raft and the listener.
     pub async fn shutdown(mut self) -> Result<(), ControllerError> {
         self.stop_heartbeats();
+        self.inner.stopping.send_replace(true);
         for task in &self.background {
             task.abort();
         }
@@ -610,7 +696,7 @@ impl Inner {
     }
 
     /// The internal address of node `id`, from the Raft membership or the voter list.
-    fn address_of(&self, id: u64) -> Option<String> {
+    pub(super) fn address_of(&self, id: u64) -> Option<String> {
         let from_membership = {
             let metrics = self.raft.metrics().borrow().clone();
             metrics
@@ -783,10 +869,25 @@ async fn run_broker(
         if let Err(e) = inner.wait_for_applied(registered_at, interval).await {
             tracing::debug!(error = %e, "not caught up with the registration yet");
         }
+        // Dropped (closing the stream) when this registration ends, or the task is aborted.
+        let _session = AbortOnDrop(tokio::spawn(session::hold_session(
+            Arc::clone(&inner),
+            broker_id,
+            record.incarnation,
+        )));
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leaders = inner.raft.metrics();
         loop {
-            ticks.tick().await;
+            // A newly elected controller hears from every broker at once: it fences those it
+            // does not hear from soon (they may have died with the previous one).
+            let leader = leaders.borrow_and_update().current_leader;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                Ok(_) = leaders.wait_for(|m| m.current_leader.is_some() && m.current_leader != leader) => {
+                    ticks.reset();
+                }
+            }
             let heartbeat = Request::Heartbeat {
                 broker_id,
                 incarnation: record.incarnation,
@@ -812,6 +913,30 @@ async fn run_broker(
                 }
                 Err(e) => tracing::warn!(error = %e, broker_id, "heartbeat failed"),
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Gives partitions back to their preferred leaders every `period` while this node is the
+/// active controller, for as long as the node runs.
+async fn balance_leaders_forever(inner: Arc<Inner>, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; a starting cluster has nothing to balance yet.
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        if let Err(e) = inner.active.balance_leaders().await {
+            tracing::warn!(error = %e, "preferred-leader balancing failed; trying next round");
         }
     }
 }
@@ -881,6 +1006,8 @@ mod tests {
                 election_timeout_min_ms: 200,
                 election_timeout_max_ms: 400,
                 broker_session_timeout_ms: SESSION_MS as u64,
+                broker_heartbeat_interval_ms: 50,
+                leader_balance_interval_ms: None,
                 request_timeout_ms: 10_000,
                 clock: Arc::clone(clock) as Arc<dyn Clock>,
             };

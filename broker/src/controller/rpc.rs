@@ -13,10 +13,11 @@ use weir_proto::internal::v1::controller_client::ControllerClient;
 use weir_proto::internal::v1::controller_failure::Kind;
 
 use super::codec::{broker_from_pb, broker_to_pb, uuid_from_pb, uuid_to_pb};
-use super::decisions::{ConfigChange, IsrProposal, ProducerIdBlock};
+use super::decisions::{ConfigChange, IsrProposal, LeadershipMoves, ProducerIdBlock};
 use super::error::{ControllerError, ErrorKind};
 use super::node::Inner;
 use super::records::{BrokerId, BrokerRecord};
+use super::session::SessionStream;
 
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,16 +53,28 @@ pub(crate) enum Request {
         broker_id: BrokerId,
         incarnation: Uuid,
     },
+    ControlledShutdown {
+        broker_id: BrokerId,
+        incarnation: Uuid,
+    },
 }
 
 /// The active controller's answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {
-    Registered { registered_at: u64 },
-    Heartbeat { fenced: bool },
+    Registered {
+        registered_at: u64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
     TopicCreated(Uuid),
     PartitionAltered(AlteredPartition),
     ProducerIds(ProducerIdBlock),
+    ShutdownReady {
+        fenced_at: u64,
+        moves: LeadershipMoves,
+    },
     Done,
 }
 
@@ -88,6 +101,7 @@ impl Request {
             Request::AlterPartition(_) => "ISR change",
             Request::AlterTopicConfigs { .. } => "topic config change",
             Request::AllocateProducerIds { .. } => "producer id allocation",
+            Request::ControlledShutdown { .. } => "controlled shutdown",
         }
     }
 
@@ -147,6 +161,13 @@ impl Request {
                 broker_id: *broker_id,
                 incarnation: uuid_to_pb(incarnation),
             }),
+            Request::ControlledShutdown {
+                broker_id,
+                incarnation,
+            } => R::ControlledShutdown(pb::ControlledShutdownRequest {
+                broker_id: *broker_id,
+                incarnation: uuid_to_pb(incarnation),
+            }),
         };
         pb::ControllerRequest {
             forwarded,
@@ -203,6 +224,10 @@ impl Request {
                 broker_id: allocate.broker_id,
                 incarnation: uuid_from_pb("incarnation", &allocate.incarnation).map_err(bad)?,
             },
+            R::ControlledShutdown(shutdown) => Request::ControlledShutdown {
+                broker_id: shutdown.broker_id,
+                incarnation: uuid_from_pb("incarnation", &shutdown.incarnation).map_err(bad)?,
+            },
         })
     }
 }
@@ -257,6 +282,13 @@ fn reply_to_pb(result: Result<Reply, ControllerError>) -> pb::ControllerReply {
             first_producer_id: block.first,
             size: block.size,
         }),
+        Ok(Reply::ShutdownReady { fenced_at, moves }) => {
+            R::ControlledShutdown(pb::ControlledShutdownReply {
+                fenced_at,
+                leaders_moved: moves.moved,
+                left_offline: moves.offline,
+            })
+        }
         Ok(Reply::Done) => R::Done(pb::RaftBlank {}),
         Err(error) => R::Failure(pb::ControllerFailure {
             kind: kind_to_pb(error.kind()) as i32,
@@ -295,6 +327,13 @@ fn reply_from_pb(reply: pb::ControllerReply) -> Result<Reply, ControllerError> {
             first: r.first_producer_id,
             size: r.size,
         })),
+        R::ControlledShutdown(r) => Ok(Reply::ShutdownReady {
+            fenced_at: r.fenced_at,
+            moves: LeadershipMoves {
+                moved: r.leaders_moved,
+                offline: r.left_offline,
+            },
+        }),
         R::Done(_) => Ok(Reply::Done),
     }
 }
@@ -366,6 +405,33 @@ impl Peers {
         }
     }
 
+    /// Opens broker `broker_id`'s session stream with the node at `address`, which must be
+    /// the active controller.
+    pub(crate) async fn open_session(
+        &self,
+        address: &str,
+        broker_id: BrokerId,
+        incarnation: Uuid,
+    ) -> Result<tonic::Streaming<pb::BrokerSessionEvent>, ControllerError> {
+        let mut client = self.client(address)?;
+        let request = pb::BrokerSessionRequest {
+            broker_id,
+            incarnation: uuid_to_pb(&incarnation),
+        };
+        match client.session(request).await {
+            Ok(stream) => Ok(stream.into_inner()),
+            Err(status) => {
+                if status.code() == tonic::Code::Unavailable {
+                    self.lock().remove(address);
+                }
+                Err(ControllerError::Unavailable(format!(
+                    "node at {address} did not open a session: {}",
+                    status.message()
+                )))
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ControllerClient<Channel>>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -417,6 +483,20 @@ impl pb::controller_server::Controller for ControllerService {
             Err(error) => Err(error),
         };
         Ok(tonic::Response::new(reply_to_pb(result)))
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: tonic::Request<pb::BrokerSessionRequest>,
+    ) -> Result<tonic::Response<SessionStream>, tonic::Status> {
+        let request = request.into_inner();
+        let incarnation = uuid_from_pb("incarnation", &request.incarnation)
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        SessionStream::open(Arc::clone(&self.inner), request.broker_id, incarnation)
+            .map(tonic::Response::new)
+            .map_err(|e| tonic::Status::failed_precondition(e.to_string()))
     }
 }
 
@@ -476,6 +556,10 @@ mod tests {
                 broker_id: 4,
                 incarnation: Uuid::from_u128(9),
             },
+            Request::ControlledShutdown {
+                broker_id: 4,
+                incarnation: Uuid::from_u128(9),
+            },
         ];
         for request in requests {
             let pb = request.to_pb(true);
@@ -495,6 +579,13 @@ mod tests {
                 first: 3000,
                 size: 1000,
             }),
+            Reply::ShutdownReady {
+                fenced_at: 40,
+                moves: LeadershipMoves {
+                    moved: 3,
+                    offline: 1,
+                },
+            },
             Reply::Done,
         ];
         for reply in replies {

@@ -19,6 +19,13 @@ use super::node::{single_node_config, start};
 /// The bound on every wait of the cluster's helpers.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// Every node's settings before a test's own: fast sessions and replica fetches.
+fn test_defaults(config: &mut NodeConfig) {
+    config.broker_session_timeout_ms = 1000;
+    config.replica_fetch_wait_max_ms = 100;
+    config.replica_lag_time_max_ms = 3000;
+}
+
 /// The controller node's id.
 const CONTROLLER_ID: i32 = 100;
 
@@ -32,9 +39,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the controller and `brokers` brokers, each configured by `configure` after
-    /// the test defaults (fast heartbeats and a 1 s session timeout), and waits until every
-    /// broker is live.
+    /// Starts the controller and `brokers` brokers, each node configured by `configure`
+    /// after the test defaults (fast heartbeats and a 1 s session timeout), and waits until
+    /// every broker is live.
     pub async fn start(brokers: usize, configure: fn(&mut NodeConfig)) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let mut config = single_node_config(&root.path().join("controller"));
@@ -44,6 +51,9 @@ impl Cluster {
             broker: false,
             controller: true,
         };
+        // The controller keeps the sessions and balances leaders: it gets the same settings.
+        test_defaults(&mut config);
+        configure(&mut config);
         let controller = Node::start(config, std::sync::Arc::new(weir_broker::clock::SystemClock))
             .await
             .expect("the controller starts");
@@ -75,9 +85,7 @@ impl Cluster {
             broker: true,
             controller: false,
         };
-        config.broker_session_timeout_ms = 1000;
-        config.replica_fetch_wait_max_ms = 100;
-        config.replica_lag_time_max_ms = 3000;
+        test_defaults(&mut config);
         (self.configure)(&mut config);
         config
     }
@@ -89,7 +97,12 @@ impl Cluster {
         self.brokers[usize::try_from(id - 1).unwrap()] = Some(node);
     }
 
-    /// Stops broker `id` cleanly.
+    /// Whether broker `id` is fenced in the committed metadata.
+    pub fn is_fenced(&self, id: i32) -> bool {
+        self.metadata().broker(id).is_some_and(|b| b.fenced)
+    }
+
+    /// Stops broker `id` cleanly (with a controlled shutdown, unless configured off).
     pub async fn stop_broker(&mut self, id: i32) {
         let node = self.brokers[usize::try_from(id - 1).unwrap()]
             .take()

@@ -33,6 +33,8 @@ pub async fn start_single_node(dir: &std::path::Path, kafka_addr: &str) -> Contr
         election_timeout_min_ms: 150,
         election_timeout_max_ms: 300,
         broker_session_timeout_ms: 10_000,
+        broker_heartbeat_interval_ms: 50,
+        leader_balance_interval_ms: None,
         request_timeout_ms: 10_000,
         clock: Arc::new(SystemClock) as Arc<dyn Clock>,
     };
