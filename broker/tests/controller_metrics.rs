@@ -51,6 +51,8 @@ async fn a_controller_reports_its_raft_state_and_the_brokers() {
     assert!(gauge("weir_controller_commit_index") >= applied - 1.0);
     assert_eq!(gauge("weir_controller_brokers_registered"), 1.0);
     assert_eq!(gauge("weir_controller_brokers_fenced"), 0.0);
+    // One broker leads every partition, and it is every partition's first replica.
+    assert_eq!(gauge("weir_controller_preferred_leader_imbalance"), 0.0);
     match &values.get("weir_controller_metadata_records_applied_total") {
         // Registration, unfencing, and the topic with its two partitions.
         Some((DebugValue::Counter(n), true)) => assert!(*n >= 5, "{n}"),

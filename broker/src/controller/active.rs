@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::decisions::{self, DecisionError, LeadershipMoves};
 use super::error::ControllerError;
 use super::metadata::{ApplyError, ClusterMetadata};
+use super::metrics::{self, FenceReason};
 use super::raft::{MetadataBatch, StateMachine, TypeConfig};
 use super::records::{BrokerId, BrokerRecord, MetadataRecord};
 use super::rpc::{AlteredPartition, Reply, Request};
@@ -207,6 +208,7 @@ impl Active {
         let mut records = Vec::new();
         if metadata.is_live(broker_id) {
             records.extend(decisions::fence_broker(&metadata, broker_id));
+            metrics::broker_fenced(FenceReason::Reregistered);
         }
         let internal = record.endpoints.internal.clone();
         records.push(MetadataRecord::RegisterBroker(record));
@@ -341,6 +343,7 @@ impl Active {
         let records = decisions::fence_broker(&metadata, broker_id);
         let moves = LeadershipMoves::of(&records);
         let fenced_at = self.write(records).await?;
+        metrics::broker_fenced(FenceReason::ControlledShutdown);
         tracing::info!(
             broker_id,
             leaders_moved = moves.moved,
@@ -410,6 +413,7 @@ impl Active {
                  broke): fencing it"
             );
             self.fence(broker_id).await?;
+            metrics::broker_fenced(FenceReason::SessionClosed);
         }
         Ok(())
     }
@@ -427,6 +431,7 @@ impl Active {
         let moved = records.len();
         if moved > 0 {
             self.write(records).await?;
+            metrics::preferred_leaders_elected(moved);
             tracing::info!(moved, "gave partitions back to their preferred leaders");
         }
         Ok(moved)
@@ -435,7 +440,9 @@ impl Active {
     /// Fences a broker and moves leadership of its partitions to other ISR members.
     pub(crate) async fn fence_broker(&self, broker_id: BrokerId) -> Result<u64, ControllerError> {
         let _deciding = self.deciding.lock().await;
-        self.fence(broker_id).await
+        let index = self.fence(broker_id).await?;
+        metrics::broker_fenced(FenceReason::Requested);
+        Ok(index)
     }
 
     /// The metadata to decide on: this node must still lead, and must have applied every
@@ -509,6 +516,7 @@ impl Active {
         for &broker_id in &expired {
             tracing::info!(broker_id, "fencing a broker whose session expired");
             self.fence(broker_id).await?;
+            metrics::broker_fenced(FenceReason::SessionExpired);
         }
         Ok(expired)
     }

@@ -15,6 +15,9 @@ const RECORDS_APPLIED: &str = "weir_controller_metadata_records_applied_total";
 const BROKERS_REGISTERED: &str = "weir_controller_brokers_registered";
 const BROKERS_FENCED: &str = "weir_controller_brokers_fenced";
 const OFFLINE_PARTITIONS: &str = "weir_controller_offline_partitions";
+const PREFERRED_LEADER_IMBALANCE: &str = "weir_controller_preferred_leader_imbalance";
+const FENCES: &str = "weir_controller_broker_fences_total";
+const PREFERRED_ELECTIONS: &str = "weir_controller_preferred_leader_elections_total";
 
 /// Registers each metric's description and unit, once per process.
 pub(crate) fn describe() {
@@ -61,7 +64,53 @@ pub(crate) fn describe() {
             "Partitions with no leader (every ISR member is fenced), in the metadata this \
              node applied."
         );
+        describe_gauge!(
+            PREFERRED_LEADER_IMBALANCE,
+            Unit::Count,
+            "Partitions led by a replica other than their first (preferred) one, in the \
+             metadata this node applied."
+        );
+        describe_counter!(
+            FENCES,
+            Unit::Count,
+            "Brokers this node fenced as the active controller, by reason: session_expired \
+             (heartbeats stopped), session_closed (its session stream closed: the process \
+             stopped), controlled_shutdown, reregistered (a new incarnation replaced a live \
+             one) or requested."
+        );
+        describe_counter!(
+            PREFERRED_ELECTIONS,
+            Unit::Count,
+            "Partitions this node gave back to their preferred leader as the active controller."
+        );
     });
+}
+
+/// Why the active controller fenced a broker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FenceReason {
+    SessionExpired,
+    SessionClosed,
+    ControlledShutdown,
+    Reregistered,
+    Requested,
+}
+
+/// The active controller fenced a broker.
+pub(crate) fn broker_fenced(reason: FenceReason) {
+    let reason = match reason {
+        FenceReason::SessionExpired => "session_expired",
+        FenceReason::SessionClosed => "session_closed",
+        FenceReason::ControlledShutdown => "controlled_shutdown",
+        FenceReason::Reregistered => "reregistered",
+        FenceReason::Requested => "requested",
+    };
+    counter!(FENCES, "reason" => reason).increment(1);
+}
+
+/// The active controller gave `count` partitions back to their preferred leaders.
+pub(crate) fn preferred_leaders_elected(count: usize) {
+    counter!(PREFERRED_ELECTIONS).increment(count as u64);
 }
 
 /// The Raft state as this node last saw it.
@@ -91,6 +140,14 @@ pub(crate) fn record_applied(index: Option<u64>, metadata: &ClusterMetadata) {
         .filter(|partition| partition.leader.is_none())
         .count();
     gauge!(OFFLINE_PARTITIONS).set(offline as f64);
+    let imbalanced = metadata
+        .topics()
+        .flat_map(|topic| &topic.partitions)
+        .filter(|partition| {
+            partition.leader.is_some() && partition.leader != partition.replicas.first().copied()
+        })
+        .count();
+    gauge!(PREFERRED_LEADER_IMBALANCE).set(imbalanced as f64);
 }
 
 /// `count` metadata records applied.
