@@ -169,6 +169,24 @@ impl Cluster {
     }
 }
 
+/// Has the active controller fence the brokers whose sessions expired; returns them. A
+/// leader that cannot confirm its leadership in time (a loaded machine) is asked again.
+async fn expire_sessions(cluster: &Cluster) -> Vec<i32> {
+    eventually("the active controller checking sessions", || async {
+        let leader = cluster.leader().await;
+        match cluster.node(leader).expire_sessions().await {
+            Ok(expired) => Some(expired),
+            Err(e)
+                if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::NotController =>
+            {
+                None
+            }
+            Err(e) => panic!("checking sessions failed: {e}"),
+        }
+    })
+    .await
+}
+
 /// Polls `check` until it gives a value, for at most [`WAIT`].
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -315,16 +333,17 @@ async fn three_voters_and_two_learners_hold_the_same_metadata_through_failures()
     assert_eq!(error.kind(), ErrorKind::StaleIsrChange, "{error}");
     let metadata = cluster.converged().await;
 
-    // Broker 5's heartbeats stop. Time moves in two steps of 0.6 sessions, the others
-    // heartbeating after each, so only broker 5's session expires.
+    // Broker 5's heartbeats stop, its session stream still open (as a hung process's is).
+    // Time moves in two steps of 0.6 sessions, the others heartbeating after each, so only
+    // broker 5's session expires.
     cluster.node(5).stop_heartbeats();
     for _ in 0..2 {
         cluster.clock.advance_ms(SESSION_MS * 6 / 10);
         tokio::time::sleep(HEARTBEAT * 6).await;
     }
-    let leader = cluster.leader().await;
-    let expired = cluster.node(leader).expire_sessions().await.unwrap();
+    let expired = expire_sessions(&cluster).await;
     let fenced = cluster.converged().await;
+    // The background check may have fenced it first.
     assert!(
         expired == [5] || fenced.broker(5).unwrap().fenced,
         "{expired:?}"
@@ -434,5 +453,51 @@ async fn producer_ids_are_never_given_twice_across_brokers_failover_and_restarts
     assert_eq!(restarted, 5000, "the first id of the sixth block");
     let metadata = cluster.converged().await;
     assert_eq!(metadata.next_producer_id(), 6000);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_dies_with_the_active_controller_is_fenced_after_two_heartbeats() {
+    let mut cluster = Cluster::start().await;
+    cluster.all_live().await;
+    // The active controller is a broker too; it dies, with no session stream of its own for
+    // anyone to see close.
+    let old_leader = cluster.leader().await;
+    cluster.stop(old_leader).await;
+    let new_leader = cluster.leader().await;
+    // The others heartbeat to the new controller as soon as they learn of it.
+    let survivors: Vec<i32> = (1..=NODES as i32)
+        .filter(|&id| id as u64 != old_leader)
+        .collect();
+    eventually("the new controller hearing from every survivor", || async {
+        let heard = cluster.node(new_leader).brokers_heard_from();
+        survivors.iter().all(|id| heard.contains(id)).then_some(())
+    })
+    .await;
+    assert!(
+        !cluster
+            .converged()
+            .await
+            .broker(old_leader as i32)
+            .unwrap()
+            .fenced,
+        "no time has passed on the sessions' clock"
+    );
+    // Two heartbeat intervals, not a whole session: the new controller never heard from it.
+    cluster
+        .clock
+        .advance_ms(2 * i64::try_from(HEARTBEAT.as_millis()).unwrap() + 1);
+    let expired = expire_sessions(&cluster).await;
+    let metadata = cluster.converged().await;
+    assert!(
+        expired == [old_leader as i32] || metadata.broker(old_leader as i32).unwrap().fenced,
+        "{expired:?}"
+    );
+    let fenced: Vec<i32> = metadata
+        .brokers()
+        .filter(|b| b.fenced)
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(fenced, [old_leader as i32]);
     cluster.shutdown().await;
 }

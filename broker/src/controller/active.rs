@@ -45,8 +45,14 @@ pub(crate) struct Active {
 /// controller starts every session afresh).
 #[derive(Debug, Default)]
 struct Sessions {
-    /// When each broker was last heard from.
+    /// When each broker was last heard from (or, for one not heard from yet, when its grace
+    /// started, less a session).
     last_heartbeat_ms: BTreeMap<BrokerId, i64>,
+    /// The brokers heard from (a registration, heartbeat or session stream).
+    heard_from: BTreeSet<BrokerId>,
+    /// When this node was first seen leading (by a request or a session check): the grace of
+    /// brokers not heard from yet starts there.
+    leading_since_ms: Option<i64>,
     /// The log index of each broker's registration: it is unfenced once it has applied it.
     registered_at: BTreeMap<BrokerId, u64>,
     /// Each broker's open session stream: the incarnation that opened it, and a number that
@@ -56,6 +62,14 @@ struct Sessions {
     next_stream: u64,
     /// Broker incarnations in controlled shutdown: their heartbeats do not unfence them.
     shutting_down: BTreeMap<BrokerId, Uuid>,
+}
+
+impl Sessions {
+    fn heard(&mut self, broker_id: BrokerId, now_ms: i64) {
+        self.leading_since_ms.get_or_insert(now_ms);
+        self.last_heartbeat_ms.insert(broker_id, now_ms);
+        self.heard_from.insert(broker_id);
+    }
 }
 
 impl Active {
@@ -217,9 +231,7 @@ impl Active {
             let mut sessions = self.sessions();
             sessions.shutting_down.remove(&broker_id);
             sessions.registered_at.insert(broker_id, index);
-            sessions
-                .last_heartbeat_ms
-                .insert(broker_id, self.clock.now_ms());
+            sessions.heard(broker_id, self.clock.now_ms());
         }
         if !self.voters.contains(&node_id) {
             self.ensure_learner(node_id, internal).await?;
@@ -290,9 +302,7 @@ impl Active {
         };
         let caught_up = {
             let mut sessions = self.sessions();
-            sessions
-                .last_heartbeat_ms
-                .insert(broker_id, self.clock.now_ms());
+            sessions.heard(broker_id, self.clock.now_ms());
             // After a change of active controller the registration index is not known here;
             // what this controller has applied is a later point, so a safe one.
             let registered_at = sessions.registered_at.get(&broker_id).copied();
@@ -376,9 +386,7 @@ impl Active {
         let stream = sessions.next_stream;
         sessions.next_stream += 1;
         sessions.streams.insert(broker_id, (incarnation, stream));
-        sessions
-            .last_heartbeat_ms
-            .insert(broker_id, self.clock.now_ms());
+        sessions.heard(broker_id, self.clock.now_ms());
         Ok(stream)
     }
 
@@ -435,6 +443,15 @@ impl Active {
             tracing::info!(moved, "gave partitions back to their preferred leaders");
         }
         Ok(moved)
+    }
+
+    /// The brokers heard from since this node became the active controller (none unless it
+    /// is).
+    pub(crate) fn heard_from(&self) -> Vec<BrokerId> {
+        if self.leader() != Some(self.node_id) {
+            return Vec::new();
+        }
+        self.sessions().heard_from.iter().copied().collect()
     }
 
     /// Fences a broker and moves leadership of its partitions to other ISR members.
@@ -522,15 +539,17 @@ impl Active {
     }
 
     /// The live brokers in `metadata` whose sessions expired. A broker not heard from yet
-    /// (this controller was just elected) is given the first-heartbeat grace from now.
+    /// (this controller was just elected) is given the first-heartbeat grace from when this
+    /// node was first seen leading.
     fn expired(&self, metadata: &ClusterMetadata) -> Vec<BrokerId> {
         let mut sessions = self.sessions();
         let now = self.clock.now_ms();
+        let since = *sessions.leading_since_ms.get_or_insert(now);
         for broker in metadata.brokers() {
             sessions
                 .last_heartbeat_ms
                 .entry(broker.id)
-                .or_insert(now - self.session_timeout_ms + self.first_heartbeat_grace_ms);
+                .or_insert(since - self.session_timeout_ms + self.first_heartbeat_grace_ms);
         }
         decisions::expired_sessions(
             metadata,

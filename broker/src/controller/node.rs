@@ -103,6 +103,8 @@ pub struct Controller {
     background: Vec<JoinHandle<()>>,
     /// This node's registration and heartbeats, once it runs as a broker.
     broker: Mutex<Option<JoinHandle<()>>>,
+    /// This node's session stream to the active controller, once it runs as a broker.
+    session: Mutex<Option<JoinHandle<()>>>,
     /// The broker incarnation this node runs as, once it does.
     broker_identity: Mutex<Option<(BrokerId, Uuid)>>,
     broker_status: watch::Sender<BrokerStatus>,
@@ -379,10 +381,16 @@ impl Controller {
                 .add_service(ControllerServer::new(ControllerService::new(Arc::clone(
                     &inner,
                 ))))
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-                    // A dropped sender stops the server too.
-                    stopped.await.unwrap_or(());
-                }),
+                .serve_with_incoming_shutdown(
+                    // Replication answers are small and latency-bound: without TCP_NODELAY a
+                    // response's trailing frame waits ~40 ms for the follower's delayed ACK,
+                    // which every acks=all write would pay.
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async {
+                        // A dropped sender stops the server too.
+                        stopped.await.unwrap_or(());
+                    },
+                ),
         );
 
         if is_voter {
@@ -410,6 +418,7 @@ impl Controller {
             server: Some(server),
             background,
             broker: Mutex::new(None),
+            session: Mutex::new(None),
             broker_identity: Mutex::new(None),
             broker_status,
         })
@@ -520,6 +529,13 @@ impl Controller {
         self.inner.active.expire_sessions().await
     }
 
+    /// The brokers this node has heard from (a registration, heartbeat or session stream)
+    /// since it became the active controller; empty unless it is. A broker missing here for
+    /// two heartbeat intervals after an election is fenced.
+    pub fn brokers_heard_from(&self) -> Vec<BrokerId> {
+        self.inner.active.heard_from()
+    }
+
     /// Gives partitions back to their preferred leaders (the first replica) where that
     /// replica is live and in sync, if this node is the active controller; returns how many
     /// moved. The background task does this every `leader_balance_interval_ms`.
@@ -535,16 +551,15 @@ impl Controller {
         &self,
         timeout: Duration,
     ) -> Result<LeadershipMoves, ControllerError> {
-        let identity = *self
-            .broker_identity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let identity = *lock(&self.broker_identity);
         let Some((broker_id, incarnation)) = identity else {
             return Err(ControllerError::InvalidRequest(
                 "this node does not run as a broker".into(),
             ));
         };
-        // Heartbeats would unfence it again on a controller that did not see the request.
+        // Heartbeats would unfence it again on a controller that did not see the request. The
+        // session stream stays open until the node stops: closing it now would fence the
+        // broker too, racing the request.
         self.stop_heartbeats();
         let request = Request::ControlledShutdown {
             broker_id,
@@ -579,18 +594,22 @@ impl Controller {
         self.inner
             .producer_ids
             .set_broker(record.broker_id, record.incarnation);
-        *self
-            .broker_identity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((record.broker_id, record.incarnation));
+        *lock(&self.broker_identity) = Some((record.broker_id, record.incarnation));
+        let session = tokio::spawn(session::hold_session(
+            Arc::clone(&self.inner),
+            record.broker_id,
+            record.incarnation,
+        ));
+        if let Some(previous) = lock(&self.session).replace(session) {
+            previous.abort();
+        }
         let task = tokio::spawn(run_broker(
             Arc::clone(&self.inner),
             record,
             heartbeat_interval,
             self.broker_status.clone(),
         ));
-        let mut broker = self.broker.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(previous) = broker.replace(task) {
+        if let Some(previous) = lock(&self.broker).replace(task) {
             previous.abort();
         }
     }
@@ -600,10 +619,18 @@ impl Controller {
         self.broker_status.subscribe()
     }
 
-    /// Stops this node's broker heartbeats and closes its session stream (the active
-    /// controller then fences it).
+    /// Stops this node's broker heartbeats, keeping its session stream open: to the active
+    /// controller it looks hung, and its session expires.
     pub fn stop_heartbeats(&self) {
-        if let Some(task) = self.broker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(task) = lock(&self.broker).take() {
+            task.abort();
+        }
+    }
+
+    /// Closes this node's session stream, as its death would: the active controller fences
+    /// it at once.
+    pub fn close_session(&self) {
+        if let Some(task) = lock(&self.session).take() {
             task.abort();
         }
     }
@@ -611,6 +638,7 @@ impl Controller {
     /// Leaves the quorum's work to the others: stops heartbeats, Raft and the listener.
     pub async fn shutdown(mut self) -> Result<(), ControllerError> {
         self.stop_heartbeats();
+        self.close_session();
         self.inner.stopping.send_replace(true);
         for task in &self.background {
             task.abort();
@@ -625,11 +653,21 @@ impl Controller {
             // The server may already be gone; either way it is stopping.
             let _already_stopped = stop.send(());
         }
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "the internal listener failed"),
-                Err(e) => tracing::warn!(error = %e, "the internal listener panicked"),
+        if let Some(mut server) = self.server.take() {
+            // The listener finishes the requests in flight; a peer holding a connection open
+            // past that does not get to hold up this node's stop.
+            match tokio::time::timeout(LISTENER_STOP_TIMEOUT, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the internal listener failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the internal listener panicked"),
+                Err(_) => {
+                    tracing::warn!(
+                        "the internal listener did not stop within {} ms; closing its \
+                         connections",
+                        LISTENER_STOP_TIMEOUT.as_millis()
+                    );
+                    server.abort();
+                }
             }
         }
         stopped
@@ -834,6 +872,9 @@ impl Inner {
     }
 }
 
+/// How long a stopping node's internal listener may take to finish its connections.
+const LISTENER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The least time a forwarded request is given, even close to its deadline.
 const MIN_RPC_TIME: Duration = Duration::from_millis(100);
 
@@ -869,12 +910,6 @@ async fn run_broker(
         if let Err(e) = inner.wait_for_applied(registered_at, interval).await {
             tracing::debug!(error = %e, "not caught up with the registration yet");
         }
-        // Dropped (closing the stream) when this registration ends, or the task is aborted.
-        let _session = AbortOnDrop(tokio::spawn(session::hold_session(
-            Arc::clone(&inner),
-            broker_id,
-            record.incarnation,
-        )));
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leaders = inner.raft.metrics();
@@ -917,13 +952,9 @@ async fn run_broker(
     }
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Locks `mutex`, whether or not a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Gives partitions back to their preferred leaders every `period` while this node is the

@@ -478,9 +478,20 @@ impl pb::controller_server::Controller for ControllerService {
     ) -> Result<tonic::Response<pb::ControllerReply>, tonic::Status> {
         let request = request.into_inner();
         let forwarded = request.forwarded;
-        let result = match Request::from_pb(request) {
-            Ok(request) => self.inner.serve(request, forwarded).await,
-            Err(error) => Err(error),
+        let serve = async {
+            match Request::from_pb(request) {
+                Ok(request) => self.inner.serve(request, forwarded).await,
+                Err(error) => Err(error),
+            }
+        };
+        // A stopping node answers what it is deciding with "try elsewhere" rather than keep
+        // its listener (and its shutdown) waiting on a quorum it is leaving.
+        let mut stopping = self.inner.stopping.subscribe();
+        let result = tokio::select! {
+            result = serve => result,
+            _ = stopping.wait_for(|stopping| *stopping) => Err(ControllerError::Unavailable(
+                "this node is stopping; another node takes the request".into(),
+            )),
         };
         Ok(tonic::Response::new(reply_to_pb(result)))
     }

@@ -93,7 +93,8 @@ impl Drop for SessionStream {
 
 /// The broker's end: keeps a session stream open to whichever node is the active controller,
 /// opening a new one when the controller changes or the stream breaks, until the task is
-/// dropped. A broker that is the active controller itself needs none (its death ends both).
+/// aborted. A broker that is the active controller itself needs none (its death ends both).
+/// The controller refuses a stream until it knows this incarnation's registration.
 pub(crate) async fn hold_session(inner: Arc<Inner>, broker_id: BrokerId, incarnation: Uuid) {
     let mut leaders = inner.raft.metrics();
     loop {

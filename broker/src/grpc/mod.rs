@@ -80,10 +80,14 @@ pub async fn serve(listener: TcpListener, context: KafkaContext, stop: watch::Re
             AdminServer::new(admin::AdminService::new(shared))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-            // A dropped sender stops the server too.
-            draining.await.unwrap_or(());
-        });
+        // Small messages (a produce acknowledgement, a few records) go out at once.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                // A dropped sender stops the server too.
+                draining.await.unwrap_or(());
+            },
+        );
     tokio::pin!(server);
     let mut stop = stop;
     tokio::select! {
