@@ -74,9 +74,13 @@
 //! The machine's load average is printed before and after: the clients and the broker share
 //! its cores, so compare ratios to the baselines rather than absolute figures across machines.
 
-mod broker;
 mod clients;
-mod cpu;
+#[path = "../common/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "the code both benches share; this one uses part of it"
+)]
+mod common;
 mod loopback;
 mod report;
 
@@ -85,9 +89,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use broker::Broker;
-use cpu::CpuTimes;
-use report::{LatencyRow, Report, ThroughputRow};
+use common::broker::{self, Broker, BrokerSpec, Ports};
+use common::clients::{self as shared_clients, TopicSpec};
+use common::table::ThroughputRow;
+use common::{bench_root, env_number, load_average};
+use report::{LatencyRow, Report};
 
 /// The broker's CPU seconds per million 100-byte records from kcat must be at most this.
 const KCAT_CPU_TARGET_SECS: f64 = 0.2;
@@ -125,17 +131,6 @@ impl Settings {
     }
 }
 
-/// A positive whole number from the environment variable `name`, or `default`.
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(text) => match text.trim().replace('_', "").parse::<u64>() {
-            Ok(n) if n > 0 => n,
-            _ => panic!("{name}={text:?}: give a whole number above 0, or unset it"),
-        },
-    }
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; this bench takes no arguments of its own.
     let settings = Settings::from_env();
@@ -156,14 +151,46 @@ fn main() {
     ));
     report.round_trip = Some(round_trips);
 
-    let scratch = bench_root();
-    let broker = Broker::start(&binary, &scratch);
+    let data = tempfile::Builder::new()
+        .prefix("data-path-")
+        .tempdir_in(bench_root())
+        .expect("create the broker's data directory");
+    let broker = start_broker(binary, data.path().to_path_buf());
     eprintln!("weir-broker serving Kafka at {}", broker.kafka_addr());
     run_broker_phases(&broker, &settings, &mut report);
     broker.stop();
+    drop(data);
 
     report.load_after = load_average();
     print!("{report}");
+}
+
+/// Starts `binary` as a single node with its default configuration but 256 MiB segments,
+/// every listener on a free port and its data in `data_dir`, and waits until it is a live
+/// broker serving Kafka.
+fn start_broker(binary: PathBuf, data_dir: PathBuf) -> Broker {
+    let spec = BrokerSpec {
+        binary,
+        data_dir,
+        ports: Ports::any(),
+        args: Vec::new(),
+        env: vec![
+            // Each topic's first segment is preallocated: 256 MiB rather than the default
+            // 1 GiB keeps the four topics to 1 GiB of disk, and at the default counts no
+            // phase fills one, so no segment rolls either way.
+            (
+                "WEIR_LOG_SEGMENT_BYTES".to_string(),
+                (256u64 << 20).to_string(),
+            ),
+            // Only the lines the bench waits for; nothing logged per request.
+            (
+                "RUST_LOG".to_string(),
+                "warn,weir_broker::server=info".to_string(),
+            ),
+        ],
+        log_file: None,
+    };
+    Broker::start(&spec).unwrap_or_else(|said| panic!("{said}"))
 }
 
 /// The topics of the phases, each with one partition.
@@ -176,7 +203,8 @@ const TOPIC_END_TO_END: &str = "bench-e2e";
 fn run_broker_phases(broker: &Broker, settings: &Settings, report: &mut Report) {
     let bootstrap = broker.kafka_addr().to_string();
     let topics = [TOPIC_100B, TOPIC_1KIB, TOPIC_KCAT, TOPIC_END_TO_END];
-    clients::create_topics(&bootstrap, &topics);
+    let specs: Vec<TopicSpec<'_>> = topics.iter().map(|t| TopicSpec::single(t)).collect();
+    shared_clients::create_topics(&bootstrap, &specs);
     let sizes = [
         (TOPIC_100B, 100, settings.records_100b, "100 B"),
         (TOPIC_1KIB, 1024, settings.records_1kib, "1 KiB"),
@@ -184,9 +212,9 @@ fn run_broker_phases(broker: &Broker, settings: &Settings, report: &mut Report) 
     for (topic, size, count, label) in sizes {
         let name = format!("produce {label}, acks=1");
         eprintln!("{name}: {count} records");
-        let producer = clients::producer(&bootstrap, topic, &[]);
+        let producer = shared_clients::producer(&bootstrap, topic, &[]);
         let row = measure(broker, &name, count, size as u64 * count, || {
-            clients::produce(&producer, topic, size, count);
+            shared_clients::produce(&producer, topic, size, count);
         });
         report.throughput.push(row);
     }
@@ -262,37 +290,7 @@ fn measure(
     value_bytes: u64,
     phase: impl FnOnce(),
 ) -> ThroughputRow {
-    let broker_before = broker.cpu();
-    let clients_before = CpuTimes::of(None);
-    let start = Instant::now();
-    phase();
-    let wall = start.elapsed();
-    let clients = CpuTimes::of(None).since(&clients_before);
-    ThroughputRow {
-        name: name.to_string(),
-        records,
-        value_bytes,
-        wall,
-        broker_cpu: broker.cpu().since(&broker_before),
-        client_cpu: clients.own + clients.waited_children,
-    }
-}
-
-/// The 1, 5 and 15 minute load averages and the number of CPUs, as `uptime` shows them.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let averages: Vec<&str> = load.split_whitespace().take(3).collect();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("load average {} on {cpus} CPUs", averages.join(", "))
-}
-
-/// Where the broker's data directory goes: `WEIR_BENCH_DIR`, or the target directory's
-/// `tmp/`.
-fn bench_root() -> PathBuf {
-    let root = std::env::var_os("WEIR_BENCH_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    std::fs::create_dir_all(&root).expect("create the benchmark directory");
-    root
+    common::measure(&[broker], name, records, value_bytes, phase)
 }
 
 /// A histogram of latencies in microseconds, from 1 µs to 60 s, to 3 significant digits.
