@@ -229,7 +229,7 @@ impl Session {
             let worked = if !unsettled.is_empty() {
                 self.settle(client.clone(), unsettled, backoff).await
             } else if !ready.is_empty() {
-                self.fetch(client.clone(), ready, backoff).await
+                self.fetch(client.clone(), ready, next_retry, backoff).await
             } else {
                 let wait = next_retry.unwrap_or(now + Duration::from_secs(3600));
                 tokio::select! {
@@ -390,17 +390,24 @@ impl Session {
         Ok(decision)
     }
 
-    /// One fetch of the `ready` partitions, appending what comes back. Returns whether the
-    /// request went through.
+    /// One fetch of the `ready` partitions, appending what comes back; it waits at the leader
+    /// no later than `next_retry`, when a partition backing off is due again. Returns whether
+    /// the request went through.
     async fn fetch(
         &mut self,
         mut client: ReplicationClient<Channel>,
         ready: Batch,
+        next_retry: Option<Instant>,
         backoff: Duration,
     ) -> bool {
+        let max_wait = fetch_wait(
+            Duration::from_millis(u64::from(self.config.max_wait_ms)),
+            Instant::now(),
+            next_retry,
+        );
         let request = pb::ReplicaFetchRequest {
             replica_id: self.config.broker,
-            max_wait_ms: self.config.max_wait_ms,
+            max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
             max_bytes: self.config.max_bytes,
             partition_max_bytes: self.config.partition_max_bytes,
             partitions: ready
@@ -418,7 +425,7 @@ impl Session {
             .zip(&request.partitions)
             .map(|((tp, followed), asked)| (tp, (followed, asked.fetch_offset)))
             .collect();
-        let timeout = Duration::from_millis(u64::from(self.config.max_wait_ms)) + FETCH_GRACE;
+        let timeout = max_wait + FETCH_GRACE;
         let reply = tokio::select! {
             reply = tokio::time::timeout(timeout, client.fetch(request)) => reply,
             () = self.shared.wake.notified() => return true,
@@ -515,6 +522,18 @@ impl Session {
     }
 }
 
+/// How long a fetch may wait at the leader for records: `max_wait`, but no later than
+/// `next_retry`, when the first partition backing off after a failure is due again. Otherwise
+/// that partition would sit out the whole long poll of the others: after a leader change, a
+/// follower that asks the new leader before the new leader has the change is told to come
+/// back after the backoff, and the acks=all writes there wait for that follower.
+fn fetch_wait(max_wait: Duration, now: Instant, next_retry: Option<Instant>) -> Duration {
+    match next_retry {
+        Some(at) => max_wait.min(at.saturating_duration_since(now)),
+        None => max_wait,
+    }
+}
+
 /// How the protocol names a partition.
 fn named(partition: &Partition) -> pb::ReplicaPartition {
     let tp = partition.topic_partition();
@@ -522,5 +541,47 @@ fn named(partition: &Partition) -> pb::ReplicaPartition {
         topic: tp.topic.clone(),
         topic_id: bytes::Bytes::copy_from_slice(partition.topic_id().as_bytes()),
         partition: tp.partition,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks the wait of a fetch made at `now_ms` with `max_wait_ms`, when a partition
+    /// backing off is due at `retry_ms` (if any).
+    fn check(max_wait_ms: u64, now_ms: u64, retry_ms: Option<u64>, expected_ms: u64) {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let wait = fetch_wait(
+            Duration::from_millis(max_wait_ms),
+            at(now_ms),
+            retry_ms.map(at),
+        );
+        assert_eq!(
+            wait,
+            Duration::from_millis(expected_ms),
+            "max wait {max_wait_ms} ms at {now_ms} ms, retry at {retry_ms:?} ms"
+        );
+    }
+
+    #[test]
+    fn a_fetch_waits_its_max_wait_when_no_partition_backs_off() {
+        check(500, 0, None, 500);
+        check(0, 0, None, 0);
+    }
+
+    #[test]
+    fn a_fetch_waits_no_later_than_a_partition_backing_off_is_due() {
+        check(500, 0, Some(100), 100);
+        check(500, 40, Some(100), 60);
+        check(500, 0, Some(500), 500);
+        check(500, 0, Some(900), 500);
+    }
+
+    #[test]
+    fn a_fetch_waits_not_at_all_when_a_retry_is_due() {
+        check(500, 100, Some(100), 0);
+        check(500, 150, Some(100), 0);
     }
 }
