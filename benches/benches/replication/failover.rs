@@ -54,6 +54,8 @@ pub(crate) struct Trial {
 pub(crate) struct Failover {
     pub(crate) trials: Vec<Trial>,
     pub(crate) rate: u32,
+    /// The producer's librdkafka settings besides its defaults and idempotence.
+    pub(crate) producer_settings: Vec<(String, String)>,
     /// Records the writer had acknowledged, all of them, by the end.
     pub(crate) records: u64,
 }
@@ -81,7 +83,7 @@ pub(crate) fn run(cluster: &mut Cluster, settings: &Settings) -> Failover {
         TOPIC_FAILOVER,
         settings.failover_rate,
         client_log,
-        settings.rdkafka_debug.as_deref(),
+        &settings.failover_producer,
     );
     writer.wait_for_delivery();
     let mut trials = Vec::new();
@@ -104,6 +106,7 @@ pub(crate) fn run(cluster: &mut Cluster, settings: &Settings) -> Failover {
     Failover {
         trials,
         rate: settings.failover_rate,
+        producer_settings: settings.failover_producer.clone(),
         records,
     }
 }

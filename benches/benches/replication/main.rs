@@ -65,8 +65,11 @@
 //!    names the new leader, a probe sends it a one-record acks=all Produce (again every 5 ms
 //!    until one succeeds), which shows when the new leader took writes whatever the writer's
 //!    librdkafka knew by then: the time from there to the writer's first write is the
-//!    client's. Then the bench starts the killed node again and waits for the ISR to be full.
-//!    The table shows each trial, the median and the maximum.
+//!    client's. Then the bench starts the killed node again and waits for the ISR to be
+//!    full. The table shows each trial, the median and the maximum.
+//!    `WEIR_BENCH_FAILOVER_PRODUCER=key=value,...` gives the producer other librdkafka
+//!    settings (e.g. `retry.backoff.max.ms=100`); the table names them, and the target is
+//!    then not judged.
 //!
 //! # Target
 //!
@@ -115,8 +118,9 @@ struct Settings {
     failover_rate: u32,
     /// Where the brokers' and the failover producer's logs are kept, if anywhere.
     logs_dir: Option<PathBuf>,
-    /// librdkafka `debug` contexts for the failover producer.
-    rdkafka_debug: Option<String>,
+    /// librdkafka settings of the failover producer besides its defaults and idempotence:
+    /// those given, and `debug` contexts.
+    failover_producer: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -139,9 +143,27 @@ impl Settings {
                     )
                 })
             }),
-            rdkafka_debug: std::env::var("WEIR_BENCH_RDKAFKA_DEBUG").ok(),
+            failover_producer: failover_producer(),
         }
     }
+}
+
+/// The failover producer's settings from `WEIR_BENCH_FAILOVER_PRODUCER` (`key=value` pairs,
+/// separated by commas) and `WEIR_BENCH_RDKAFKA_DEBUG` (its `debug` contexts).
+fn failover_producer() -> Vec<(String, String)> {
+    let mut settings = Vec::new();
+    if let Ok(pairs) = std::env::var("WEIR_BENCH_FAILOVER_PRODUCER") {
+        for pair in pairs.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or_else(|| {
+                panic!("WEIR_BENCH_FAILOVER_PRODUCER: {pair:?} is not key=value")
+            });
+            settings.push((key.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    if let Ok(contexts) = std::env::var("WEIR_BENCH_RDKAFKA_DEBUG") {
+        settings.push(("debug".to_string(), contexts));
+    }
+    settings
 }
 
 fn main() {

@@ -82,8 +82,9 @@ impl Report {
         writeln!(
             f,
             "leader failover: SIGKILL the leader of an RF3 partition (min.insync.replicas=2) while an \
-             idempotent producer writes {} records/s",
-            thousands(u64::from(failover.rate))
+             idempotent producer writes {} records/s{}",
+            thousands(u64::from(failover.rate)),
+            producer_settings(failover)
         )?;
         writeln!(
             f,
@@ -179,10 +180,15 @@ impl Report {
         let Some(median) = median(&writes) else {
             return Ok(());
         };
+        let tuned = failover
+            .producer_settings
+            .iter()
+            .any(|(key, _)| key != "debug");
         let verdict = match (
             failover.trials.len() >= TARGET_TRIALS,
             median < FAILOVER_TARGET,
         ) {
+            _ if tuned => "not judged (the producer's settings are not librdkafka's defaults)",
             (false, _) => "not judged (run at least 5 trials)",
             (true, true) => "met",
             (true, false) => "MISSED",
@@ -204,6 +210,20 @@ impl Report {
             "  ({controllers} of the {} trials killed the active controller too)",
             failover.trials.len()
         )
+    }
+}
+
+/// The failover producer's settings other than its defaults, as the table names them.
+fn producer_settings(failover: &Failover) -> String {
+    let set: Vec<String> = failover
+        .producer_settings
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!(" (with {})", set.join(", "))
     }
 }
 

@@ -111,15 +111,15 @@ impl ProducerContext for WriterContext {
 
 impl Writer {
     /// Starts writing `rate` records a second to partition 0 of `topic` through an
-    /// idempotent producer with librdkafka's defaults otherwise (so acks=all, linger.ms=5,
-    /// retries without end within message.timeout.ms). librdkafka's log lines go to
-    /// `client_log` if given, with its `debug` contexts set to `debug` if given.
+    /// idempotent producer with librdkafka's defaults (so acks=all, linger.ms=5, retries
+    /// without end within message.timeout.ms) but the `extra` settings. librdkafka's log
+    /// lines go to `client_log` if given.
     pub(crate) fn start(
         bootstrap: &str,
         topic: &str,
         rate: u32,
         client_log: Option<File>,
-        debug: Option<&str>,
+        extra: &[(String, String)],
     ) -> Writer {
         let state = Arc::new(WriterState {
             stop: AtomicBool::new(false),
@@ -138,12 +138,13 @@ impl Writer {
         config
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true");
-        if let Some(debug) = debug {
+        for (key, value) in extra {
+            config.set(key, value);
+        }
+        if config.get("debug").is_some() {
             // rdkafka passes on only the levels the `log` crate would show, which is none
             // without a logger.
-            config
-                .set("debug", debug)
-                .set_log_level(RDKafkaLogLevel::Debug);
+            config.set_log_level(RDKafkaLogLevel::Debug);
         }
         let producer: BaseProducer<WriterContext> = config
             .create_with_context(WriterContext {
