@@ -162,7 +162,9 @@ fn run_trial(cluster: &mut Cluster, probes: &mut Probes, writer: &Writer, number
     };
     let fenced_field = format!("broker_id={killed}");
     let fenced = logged(&|line| {
-        line.contains("fencing a broker whose session expired") && has_field(line, &fenced_field)
+        // Its session stream closed (the usual case), or it missed its heartbeats.
+        (line.contains("session stream closed") || line.contains("session expired"))
+            && has_field(line, &fenced_field)
     });
     let leader_field = format!("leader={}", seen.new_leader);
     let epoch_field = format!("leader_epoch={}", seen.new_epoch);
