@@ -37,6 +37,11 @@ impl SessionStream {
         broker_id: BrokerId,
         incarnation: Uuid,
     ) -> Result<Self, super::ControllerError> {
+        if *inner.stopping.borrow() {
+            return Err(super::ControllerError::Unavailable(
+                "this node is stopping".into(),
+            ));
+        }
         let stream = inner.active.open_session(broker_id, incarnation)?;
         tracing::debug!(broker_id, stream, "a broker opened its session stream");
         let mut stopping = inner.stopping.subscribe();
@@ -115,17 +120,17 @@ pub(crate) async fn hold_session(inner: Arc<Inner>, broker_id: BrokerId, incarna
                         end = stream.message() => {
                             tracing::debug!(broker_id, ?end, "the session stream ended");
                         }
-                        () = leader_changes(&mut leaders, leader) => {}
+                        () = leader_changes(&mut leaders, leader) => continue,
                     }
-                    continue;
                 }
                 Err(e) => {
                     tracing::debug!(broker_id, error = %e, "could not open a session stream");
                 }
             }
         }
-        // No other active controller known, or it refused (it may not have applied this
-        // registration yet): try again when the leader changes, or shortly.
+        // No other active controller known, it refused (it may not have applied this
+        // registration yet, or be stopping), or the stream ended: try again when the leader
+        // changes, or shortly.
         tokio::select! {
             () = leader_changes(&mut leaders, leader) => {}
             () = tokio::time::sleep(SESSION_RETRY) => {}
