@@ -30,6 +30,9 @@
 //! - [`encode`] and [`decode`] turn whole batches into [`Record`]s and back, with any compression,
 //!   through the `kafka-protocol` crate. They are for tools, tests and the gRPC API's
 //!   structured records.
+//! - [`filter`] removes records from a stored batch (what log compaction does): the kept
+//!   records' bytes are copied unchanged, recompressed with the batch's codec, and the batch
+//!   keeps its base offset, last offset delta, producer fields and timestamps' base.
 //!
 //! Invariants the helpers keep:
 //!
@@ -42,6 +45,7 @@
 
 mod codec;
 mod error;
+mod filter;
 mod header;
 mod iter;
 #[cfg(test)]
@@ -49,6 +53,7 @@ mod tests;
 
 pub use codec::{EncodeOptions, Record, decode, encode};
 pub use error::{BatchError, CodecError, InvalidBatch};
+pub use filter::{Filtered, filter};
 pub use header::{
     BatchHeader, Compression, TimestampType, compute_crc, set_base_offset, set_log_append_time,
     set_partition_leader_epoch, stamped_prefix, validate,

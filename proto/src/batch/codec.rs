@@ -136,7 +136,7 @@ pub fn decode(buf: &[u8]) -> Result<Vec<Record>, BatchError> {
 }
 
 /// Decodes the records of one validated batch into `out`.
-fn decode_batch(
+pub(super) fn decode_batch(
     batch: &[u8],
     header: &BatchHeader,
     out: &mut Vec<Record>,
@@ -218,7 +218,10 @@ fn decode_batch(
 }
 
 /// Decompresses a batch's records section with kafka-protocol's codecs.
-fn decompress(mut compressed: Bytes, compression: Compression) -> Result<Bytes, CodecError> {
+pub(super) fn decompress(
+    mut compressed: Bytes,
+    compression: Compression,
+) -> Result<Bytes, CodecError> {
     let take = |buf: &mut Bytes| Ok(mem::take(buf));
     let decompressed = match compression {
         Compression::None => return Ok(compressed),

@@ -326,6 +326,20 @@ pub(super) fn set_first_timestamp(batch: &mut [u8], timestamp: i64) {
     put(batch, FIRST_TIMESTAMP, timestamp.to_be_bytes());
 }
 
+/// Sets the fields that describe a batch's records after some were removed from it (batch
+/// length, record count, max timestamp). They are inside the CRC but for the length: call
+/// [`rewrite_crc`] after.
+pub(super) fn set_record_fields(
+    batch: &mut [u8],
+    batch_length: i32,
+    record_count: i32,
+    max_timestamp: i64,
+) {
+    put(batch, BATCH_LENGTH, batch_length.to_be_bytes());
+    put(batch, RECORD_COUNT, record_count.to_be_bytes());
+    put(batch, MAX_TIMESTAMP, max_timestamp.to_be_bytes());
+}
+
 /// Rewrites the stored CRC of a batch whose header parses and that is wholly in `batch`.
 pub(super) fn rewrite_crc(batch: &mut [u8]) -> Result<(), BatchError> {
     let crc = compute_crc(batch)?;

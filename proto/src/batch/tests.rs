@@ -753,3 +753,110 @@ fn a_stamped_prefix_is_what_the_setters_write() {
     assert_eq!(replaced, stamped);
     assert!(validate(&replaced).is_ok());
 }
+
+/// Five keyed records at offsets 100..105 of a producer's batch, timestamps not in order.
+fn filter_sample(compression: Compression, timestamp_type: TimestampType) -> (Vec<Record>, Bytes) {
+    let records: Vec<Record> = (0..5)
+        .map(|i| Record {
+            key: bytes(&format!("k{i}")),
+            value: (i != 3).then(|| Bytes::from(format!("value-{i}"))),
+            headers: vec![("h".into(), bytes("x"))],
+            timestamp: 2_000 + [5, 0, 9, 2, 7][i as usize],
+            offset: 100 + i,
+        })
+        .collect();
+    let options = EncodeOptions {
+        compression,
+        timestamp_type,
+        producer_id: 7,
+        producer_epoch: 1,
+        base_sequence: 40,
+        ..EncodeOptions::default()
+    };
+    let batch = encode(&records, &options).unwrap();
+    (records, batch)
+}
+
+#[test]
+fn filter_keeps_the_chosen_records_and_the_batch_identity_under_every_codec() {
+    for compression in Compression::ALL {
+        let (records, batch) = filter_sample(compression, TimestampType::CreateTime);
+        let original = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(filter(&batch, |_| true).unwrap(), Filtered::Unchanged);
+
+        let Filtered::Rewritten {
+            batch: out,
+            removed,
+        } = filter(&batch, |r| r.offset == 101 || r.offset == 103).unwrap()
+        else {
+            panic!("records were removed")
+        };
+        assert_eq!(removed, 3);
+        let header = validate(&out).expect("valid, CRC included");
+        assert_eq!(header.size(), out.len());
+        assert_eq!(header.base_offset, 100, "{compression}");
+        assert_eq!(header.last_offset_delta, 4, "still covers offset 104");
+        assert_eq!(header.record_count, 2);
+        assert_eq!(header.compression().unwrap(), compression);
+        assert_eq!(header.first_timestamp, original.first_timestamp);
+        assert_eq!(header.max_timestamp, 2_002, "the largest kept timestamp");
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (7, 1, 40)
+        );
+        assert_eq!(
+            decode(&out).unwrap(),
+            vec![records[1].clone(), records[3].clone()]
+        );
+
+        let Filtered::Rewritten {
+            batch: empty,
+            removed,
+        } = filter(&batch, |_| false).unwrap()
+        else {
+            panic!("records were removed")
+        };
+        assert_eq!(removed, 5);
+        let header = validate(&empty).unwrap();
+        assert_eq!(
+            (
+                header.base_offset,
+                header.last_offset_delta,
+                header.record_count
+            ),
+            (100, 4, 0)
+        );
+        assert_eq!(header.max_timestamp, original.max_timestamp);
+        assert_eq!(decode(&empty).unwrap(), vec![]);
+    }
+}
+
+#[test]
+fn filter_keeps_the_append_time_of_a_log_append_time_batch() {
+    let (records, batch) = filter_sample(Compression::Lz4, TimestampType::LogAppendTime);
+    let mut stamped = batch.to_vec();
+    set_log_append_time(&mut stamped, 9_999).unwrap();
+    let Filtered::Rewritten { batch: out, .. } = filter(&stamped, |r| r.offset == 100).unwrap()
+    else {
+        panic!("records were removed")
+    };
+    assert_eq!(validate(&out).unwrap().max_timestamp, 9_999);
+    let kept = decode(&out).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].offset, kept[0].timestamp), (100, 9_999));
+    assert_eq!(kept[0].key, records[0].key);
+}
+
+#[test]
+fn filter_refuses_a_damaged_batch() {
+    let (_, batch) = filter_sample(Compression::None, TimestampType::CreateTime);
+    let mut damaged = batch.to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    assert!(filter(&damaged, |_| false).is_err());
+    assert!(filter(&batch[..batch.len() - 1], |_| false).is_err());
+}
