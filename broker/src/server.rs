@@ -144,6 +144,7 @@ impl Node {
                 ),
         );
         replication::describe_metrics();
+        crate::storage::describe_metrics();
         let replica_events = replicas.replica_events();
         let isr_check = Arc::new(Notify::new());
         let replication_service = Routes::new(ReplicationServer::new(ReplicationService::new(

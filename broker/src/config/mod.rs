@@ -55,6 +55,78 @@ pub struct LogConfig {
     pub flush_messages: Option<u64>,
     /// Flush when the oldest unflushed write is this old; `None` disables. Kafka: `flush.ms`.
     pub flush_ms: Option<i64>,
+    /// What happens to old segments: retention deletes them, compaction keeps the newest
+    /// record of each key, or both. Kafka: `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// How long a tombstone (a record with a null value) stays after compaction first cleaned
+    /// the segment that holds it. Kafka: `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// Records younger than this (by their segment's newest timestamp) are not compacted.
+    /// Kafka: `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// A log with dirty records older than this is compacted whatever its dirty ratio.
+    /// Kafka: `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// Compaction starts once this share of the cleanable bytes is dirty (not yet compacted).
+    /// Kafka: `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+}
+
+/// Kafka's `cleanup.policy`: `delete`, `compact` or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention deletes old segments by time and size.
+    pub delete: bool,
+    /// The log cleaner keeps only the newest record of each key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    /// Kafka's default, `delete`.
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    /// `compact`.
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// Parses Kafka's comma-separated list (`delete`, `compact`, `compact,delete`).
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for item in value.split(',') {
+            match item.trim() {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return None,
+            }
+        }
+        Some(policy)
+    }
+}
+
+/// A share between 0 and 1 (`min.cleanable.dirty.ratio`). Only finite values in that range
+/// are built, so equality is well defined.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct DirtyRatio(f64);
+
+impl Eq for DirtyRatio {}
+
+impl DirtyRatio {
+    /// The ratio `value`, if it is a number from 0 to 1.
+    pub fn new(value: f64) -> Option<DirtyRatio> {
+        (0.0..=1.0).contains(&value).then_some(DirtyRatio(value))
+    }
+
+    /// The ratio as a number from 0 to 1.
+    pub fn get(self) -> f64 {
+        self.0
+    }
 }
 
 impl Default for LogConfig {
@@ -68,6 +140,11 @@ impl Default for LogConfig {
             retention_bytes: None,
             flush_messages: None,
             flush_ms: None,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: DirtyRatio(0.5),
         }
     }
 }
@@ -131,6 +208,23 @@ impl LogConfig {
         {
             return err("flush_ms", ms.to_string(), "must be at least 0 (or unset)");
         }
+        let lags = [
+            ("delete_retention_ms", self.delete_retention_ms),
+            ("min_compaction_lag_ms", self.min_compaction_lag_ms),
+            ("max_compaction_lag_ms", self.max_compaction_lag_ms),
+        ];
+        for (key, ms) in lags {
+            if ms < 0 {
+                return err(key, ms.to_string(), "must be at least 0");
+            }
+        }
+        if self.min_compaction_lag_ms > self.max_compaction_lag_ms {
+            return err(
+                "min_compaction_lag_ms",
+                self.min_compaction_lag_ms.to_string(),
+                "must not be above max_compaction_lag_ms",
+            );
+        }
         Ok(())
     }
 }
@@ -142,6 +236,27 @@ impl LogConfig {
     pub fn with_topic_configs(&self, configs: &BTreeMap<String, String>) -> LogConfig {
         let mut config = self.clone();
         for (name, value) in configs {
+            match name.as_str() {
+                "cleanup.policy" => {
+                    match CleanupPolicy::parse(value) {
+                        Some(policy) => config.cleanup_policy = policy,
+                        None => {
+                            tracing::warn!(config = %name, %value, "a bad topic config is ignored")
+                        }
+                    }
+                    continue;
+                }
+                "min.cleanable.dirty.ratio" => {
+                    match value.trim().parse::<f64>().ok().and_then(DirtyRatio::new) {
+                        Some(ratio) => config.min_cleanable_dirty_ratio = ratio,
+                        None => {
+                            tracing::warn!(config = %name, %value, "a bad topic config is ignored")
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             let parsed = value.trim().parse::<i64>();
             let applied = match (name.as_str(), parsed) {
                 ("segment.bytes", Ok(n)) => u64::try_from(n).map(|n| config.segment_bytes = n),
@@ -168,6 +283,18 @@ impl LogConfig {
                 }
                 ("flush.ms", Ok(n)) => {
                     config.flush_ms = Some(n);
+                    Ok(())
+                }
+                ("delete.retention.ms", Ok(n)) => {
+                    config.delete_retention_ms = n;
+                    Ok(())
+                }
+                ("min.compaction.lag.ms", Ok(n)) => {
+                    config.min_compaction_lag_ms = n;
+                    Ok(())
+                }
+                ("max.compaction.lag.ms", Ok(n)) => {
+                    config.max_compaction_lag_ms = n;
                     Ok(())
                 }
                 // Configs that are not about the log's files, or not numbers.
@@ -201,6 +328,14 @@ pub struct StorageConfig {
     pub recovery_checkpoint_interval_ms: u64,
     /// Threads that open and recover partition logs at start.
     pub recovery_threads: usize,
+    /// Run the log cleaner (compaction of `cleanup.policy=compact` logs).
+    /// Kafka: `log.cleaner.enable`.
+    pub cleaner_enable: bool,
+    /// The most bytes per second the cleaner reads and writes, over all logs.
+    /// Kafka: `log.cleaner.io.max.bytes.per.second`.
+    pub cleaner_io_max_bytes_per_second: u64,
+    /// How often the cleaner looks for logs to compact. Kafka: `log.cleaner.backoff.ms`.
+    pub cleaner_backoff_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -212,6 +347,9 @@ impl Default for StorageConfig {
             flush_check_interval_ms: 1000,
             recovery_checkpoint_interval_ms: 60 * 1000,
             recovery_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cleaner_enable: true,
+            cleaner_io_max_bytes_per_second: 64 * 1024 * 1024,
+            cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -231,6 +369,11 @@ impl StorageConfig {
                 self.recovery_checkpoint_interval_ms,
             ),
             ("recovery_threads", self.recovery_threads as u64),
+            (
+                "log_cleaner_io_max_bytes_per_second",
+                self.cleaner_io_max_bytes_per_second,
+            ),
+            ("log_cleaner_backoff_ms", self.cleaner_backoff_ms),
         ];
         for (key, value) in positive {
             if value == 0 {

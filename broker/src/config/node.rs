@@ -293,6 +293,16 @@ node_config! {
     /// Delete a partition's oldest segments while it is larger than this; -1 for no limit.
     /// Kafka: `log.retention.bytes`.
     log_retention_bytes: i64 = -1;
+    /// Compact the logs of topics whose `cleanup.policy` includes `compact`.
+    /// Kafka: `log.cleaner.enable`.
+    log_cleaner_enable: bool = true;
+    /// The most bytes per second the log cleaner reads and writes (64 MiB/s by default, so
+    /// compaction never takes the disk from producers and consumers).
+    /// Kafka: `log.cleaner.io.max.bytes.per.second`.
+    log_cleaner_io_max_bytes_per_second: u64 = 64 * 1024 * 1024;
+    /// How often the log cleaner looks for logs dirty enough to compact.
+    /// Kafka: `log.cleaner.backoff.ms`.
+    log_cleaner_backoff_ms: u64 = 15_000;
     /// The largest record batch a topic accepts, for topics that do not set
     /// `max.message.bytes`. Kafka: `message.max.bytes`.
     message_max_bytes: i32 = 1_048_588;
@@ -458,7 +468,8 @@ impl NodeConfig {
 
     /// The storage layer's configuration: the data directory and the log defaults from
     /// `log_segment_bytes`, `log_retention_ms` and `log_retention_bytes` (-1 in either
-    /// retention key means no limit); everything else at the storage defaults.
+    /// retention key means no limit), the log cleaner's keys; everything else at the storage
+    /// defaults.
     pub fn storage_config(&self) -> StorageConfig {
         StorageConfig {
             data_dir: self.data_dir.clone(),
@@ -468,6 +479,9 @@ impl NodeConfig {
                 retention_bytes: u64::try_from(self.log_retention_bytes).ok(),
                 ..LogConfig::default()
             },
+            cleaner_enable: self.log_cleaner_enable,
+            cleaner_io_max_bytes_per_second: self.log_cleaner_io_max_bytes_per_second,
+            cleaner_backoff_ms: self.log_cleaner_backoff_ms,
             ..StorageConfig::default()
         }
     }
@@ -735,6 +749,16 @@ impl NodeConfig {
             check(value >= -1, key, value, || {
                 "must be -1 (no limit) or at least 0".into()
             })?;
+        }
+        let cleaner = [
+            (
+                "log_cleaner_io_max_bytes_per_second",
+                self.log_cleaner_io_max_bytes_per_second,
+            ),
+            ("log_cleaner_backoff_ms", self.log_cleaner_backoff_ms),
+        ];
+        for (key, value) in cleaner {
+            check(value >= 1, key, value, || "must be at least 1".into())?;
         }
         Ok(())
     }

@@ -69,6 +69,8 @@ pub struct ProducePolicy {
     pub timestamp_after_max_ms: Option<i64>,
     /// In-sync replicas an acks=all produce needs. Kafka: `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// The topic is compacted (`cleanup.policy` includes `compact`): every record needs a key.
+    pub compacted: bool,
 }
 
 impl Default for ProducePolicy {
@@ -79,6 +81,7 @@ impl Default for ProducePolicy {
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: None,
             min_insync_replicas: 1,
+            compacted: false,
         }
     }
 }
@@ -115,6 +118,9 @@ impl ProducePolicy {
         if let Some(min) = number("min.insync.replicas").and_then(|n| i32::try_from(n).ok()) {
             policy.min_insync_replicas = min;
         }
+        if let Some(cleanup) = configs.get("cleanup.policy") {
+            policy.compacted = cleanup.split(',').any(|p| p.trim() == "compact");
+        }
         policy
     }
 
@@ -128,6 +134,9 @@ impl ProducePolicy {
             let rest = &records[position..];
             let header = batch::validate(rest).map_err(|e| corrupt(position, &e))?;
             self.check(position, &header, now_ms)?;
+            if self.compacted {
+                check_keys(position, &rest[..header.size()])?;
+            }
             batches.push(header);
             position += header.size();
         }
@@ -222,6 +231,24 @@ impl ProducePolicy {
     }
 }
 
+/// Refuses a batch holding a record without a key, which a compacted topic cannot keep
+/// (Kafka: INVALID_RECORD, "Compacted topic cannot accept message without key").
+fn check_keys(position: usize, batch: &[u8]) -> Result<(), ProduceError> {
+    let records = batch::decode(batch).map_err(|e| corrupt(position, &e))?;
+    match records.iter().find(|r| r.key.is_none()) {
+        None => Ok(()),
+        Some(record) => Err(ProduceError::InvalidRecord {
+            position,
+            reason: format!(
+                "a compacted topic cannot accept a record without a key (the record at offset \
+                 delta {} has none); give every record a key, or change the topic's \
+                 cleanup.policy",
+                record.offset - batch::BatchHeader::parse(batch).map_or(0, |h| h.base_offset)
+            ),
+        }),
+    }
+}
+
 fn corrupt(position: usize, error: &BatchError) -> ProduceError {
     ProduceError::CorruptMessage {
         position,
@@ -304,6 +331,52 @@ mod tests {
         lying[17..21].copy_from_slice(&crc.to_be_bytes());
         let error = policy.prepare(Bytes::from(lying), 5_000).unwrap_err();
         assert!(error.to_string().contains("counts 5 records"), "{error}");
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_records_without_a_key() {
+        let keyed = |key: Option<&'static str>| Record {
+            key: key.map(|k| Bytes::from_static(k.as_bytes())),
+            value: Some(Bytes::from_static(b"v")),
+            headers: Vec::new(),
+            timestamp: 1_000,
+            offset: 0,
+        };
+        let mut two = keyed(Some("k"));
+        two.offset = 1;
+        let mut keyless = keyed(None);
+        keyless.offset = 1;
+        let options = EncodeOptions {
+            compression: Compression::Lz4,
+            ..EncodeOptions::default()
+        };
+        let good = batch::encode(&[keyed(Some("a")), two], &options).unwrap();
+        let bad = batch::encode(&[keyed(Some("a")), keyless], &options).unwrap();
+        for policy in ["compact", "compact,delete", "delete, compact"] {
+            let compacted = ProducePolicy::default().with_topic_configs(&BTreeMap::from([(
+                "cleanup.policy".to_string(),
+                policy.to_string(),
+            )]));
+            assert!(compacted.prepare(good.clone(), 5_000).is_ok());
+            let mut both = good.to_vec();
+            both.extend_from_slice(&bad);
+            let error = compacted.prepare(Bytes::from(both), 5_000).unwrap_err();
+            assert_eq!(
+                error,
+                ProduceError::InvalidRecord {
+                    position: good.len(),
+                    reason: "a compacted topic cannot accept a record without a key (the record \
+                             at offset delta 1 has none); give every record a key, or change \
+                             the topic's cleanup.policy"
+                        .into(),
+                }
+            );
+        }
+        let deleting = ProducePolicy::default().with_topic_configs(&BTreeMap::from([(
+            "cleanup.policy".to_string(),
+            "delete".to_string(),
+        )]));
+        assert!(deleting.prepare(bad, 5_000).is_ok());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use bytes::Bytes;
 use weir_proto::batch::{self, BatchHeader};
 
+use super::cleaner::{self, CleanerState};
 use super::error::{Error, Result};
 use super::leader_epoch::{self, EpochEndOffset, EpochEntry, LeaderEpochCache};
 use super::segment::{ActiveSegment, Capacity, Placement, Segment};
@@ -95,6 +96,8 @@ pub struct Log {
     /// Where each leader epoch starts; changed under the writer lock, persisted in the
     /// leader-epoch checkpoint before the log end moves past a change.
     epochs: Mutex<LeaderEpochCache>,
+    /// What the log cleaner knows of this log (see `cleaner`); changed under the writer lock.
+    cleaner: Mutex<CleanerState>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,6 +120,20 @@ impl Log {
         config.validate()?;
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        cleaner::finish_interrupted_swap(&dir)?;
+        let cleaner_state = CleanerState::load(&dir);
+        // Compacted segments have offset gaps; they were flushed before the cleaner wrote its
+        // state, so recovery may treat everything below the first dirty offset as flushed.
+        let mut state = state;
+        if cleaner_state.first_dirty_offset > 0 {
+            let checkpoint = state.checkpoint.get_or_insert(LogCheckpoint {
+                log_start_offset: 0,
+                recovery_point: 0,
+            });
+            checkpoint.recovery_point = checkpoint
+                .recovery_point
+                .max(cleaner_state.first_dirty_offset);
+        }
         let bases = load::list_segments(&dir)?;
         let opened = load::open_segments(&dir, &bases, &config, clock.now_ms(), state)?;
         let active = opened.active;
@@ -144,6 +161,7 @@ impl Log {
             directory_changed: AtomicBool::new(true),
             offline: OnceLock::new(),
             epochs: Mutex::new(epochs),
+            cleaner: Mutex::new(cleaner_state),
         };
         // What recovery kept is now known good; make it durable before calling it flushed.
         log.flush()?;
@@ -256,7 +274,39 @@ impl Log {
         Arc::clone(&self.segments.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn publish_segments(&self, segments: Vec<Arc<Segment>>) {
+    /// The segments, oldest first, for the cleaner.
+    pub(super) fn segments_snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments()
+    }
+
+    /// The clock the log reads the time from.
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// A copy of the cleaner's state of this log.
+    pub(super) fn cleaner_state(&self) -> CleanerState {
+        lock(&self.cleaner).clone()
+    }
+
+    /// Replaces the cleaner's state of this log; the caller holds the writer lock.
+    pub(super) fn set_cleaner_state(&self, state: CleanerState) {
+        *lock(&self.cleaner) = state;
+    }
+
+    /// The writer lock, for the cleaner's swap: fails if the log is offline or closed.
+    pub(super) fn lock_writer_for_cleaner(&self) -> Result<MutexGuard<'_, Option<ActiveSegment>>> {
+        let writer = lock(&self.writer);
+        self.check_online()?;
+        if writer.is_none() {
+            return Err(Error::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(writer)
+    }
+
+    pub(super) fn publish_segments(&self, segments: Vec<Arc<Segment>>) {
         *self.segments.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(segments);
     }
 
@@ -494,7 +544,7 @@ impl Log {
     }
 
     /// Takes the log offline after a failure that left its files in an unknown state.
-    fn go_offline(&self, error: &Error) {
+    pub(super) fn go_offline(&self, error: &Error) {
         let _first_failure_wins = self.offline.set(error.to_string());
         tracing::error!(dir = %self.dir.display(), %error, "the log is offline");
     }
@@ -622,6 +672,7 @@ impl Log {
         // A failure part way leaves files and the segment list apart; only a restart, which
         // recovers from the files, puts them together again.
         let new_end = truncated.inspect_err(|e| self.go_offline(e))?;
+        self.cleaner_truncated(new_end)?;
         self.directory_changed.store(true, Ordering::Release);
         self.log_end_offset.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
@@ -634,6 +685,24 @@ impl Log {
             })
         })?;
         Ok(new_end)
+    }
+
+    /// After a truncation to `new_end`: what the cleaner had compacted from there on is dirty
+    /// again, and the active segment's first cleaning time is forgotten (records follow in it).
+    /// Persisted before more is appended, since recovery trusts the first dirty offset.
+    fn cleaner_truncated(&self, new_end: i64) -> Result<()> {
+        let mut state = lock(&self.cleaner).clone();
+        if state.first_dirty_offset <= new_end && state.cleaned_at_ms.is_empty() {
+            return Ok(());
+        }
+        let bases = self.segment_base_offsets();
+        let active_base = bases.last().copied().unwrap_or(new_end);
+        state.truncated(new_end, active_base);
+        state
+            .persist(&self.dir, &bases)
+            .inspect_err(|e| self.go_offline(e))?;
+        *lock(&self.cleaner) = state;
+        Ok(())
     }
 
     /// Removes every batch and starts the log again, empty, at `offset`: for a follower whose
@@ -651,6 +720,7 @@ impl Log {
         let segments = self.segments();
         let reset = self.truncate_fully(&mut writer, &segments, offset);
         let new_start = reset.inspect_err(|e| self.go_offline(e))?;
+        self.cleaner_truncated(new_start)?;
         self.directory_changed.store(true, Ordering::Release);
         self.log_end_offset.store(new_start, Ordering::Release);
         self.recovery_point.store(new_start, Ordering::Release);
@@ -736,13 +806,22 @@ impl Log {
             });
         }
         let config = self.config();
+        if !config.cleanup_policy.delete {
+            return Ok(0);
+        }
         let segments = self.segments();
         let now = self.clock.now_ms();
         let mut count = 0;
         if let Some(retention_ms) = config.retention_ms {
+            // A sealed segment that compaction emptied goes with the old ones around it.
+            let sealed = segments.len() - 1;
             count = segments
                 .iter()
-                .take_while(|s| !s.is_empty() && s.max_timestamp() < now - retention_ms)
+                .enumerate()
+                .take_while(|(i, s)| {
+                    (s.is_empty() && *i < sealed)
+                        || (!s.is_empty() && s.max_timestamp() < now - retention_ms)
+                })
                 .count();
         }
         if let Some(retention_bytes) = config.retention_bytes {
@@ -750,8 +829,9 @@ impl Log {
             for segment in &segments[..count] {
                 excess = excess.saturating_sub(segment.size() as u64);
             }
-            for segment in &segments[count..] {
-                if segment.is_empty() || (segment.size() as u64) > excess {
+            let active = segments.len() - 1;
+            for (i, segment) in segments.iter().enumerate().skip(count) {
+                if (segment.is_empty() && i == active) || (segment.size() as u64) > excess {
                     break;
                 }
                 excess -= segment.size() as u64;

@@ -20,6 +20,8 @@ use std::time::Duration;
 use rustix::fs::FlockOperation;
 
 use super::checkpoint::{read_checkpoint, write_checkpoint};
+use super::cleaner::Throttle;
+use super::compaction;
 use super::error::{Error, Result};
 use super::files;
 use super::log::{Log, LogCheckpoint, OpenState};
@@ -207,6 +209,56 @@ impl LogManager {
         deleted
     }
 
+    /// Compacts every log whose `cleanup.policy` compacts and that is dirty enough
+    /// (`min.cleanable.dirty.ratio`, or a dirty record older than `max.compaction.lag.ms`),
+    /// dirtiest first, within `log_cleaner_io_max_bytes_per_second`. Returns how many logs
+    /// were cleaned; a log that fails is logged and skipped.
+    pub fn run_cleaner(&self) -> usize {
+        let now = self.clock.now_ms();
+        let mut candidates = Vec::new();
+        for (tp, log) in self.logs() {
+            match log.dirtiness() {
+                Ok(Some(dirtiness)) => {
+                    let config = log.config();
+                    probe::dirtiness(&tp, dirtiness.ratio(), log.last_clean_ms(), now);
+                    let needed = dirtiness.needs_cleaning(
+                        config.min_cleanable_dirty_ratio.get(),
+                        config.max_compaction_lag_ms,
+                        now,
+                    );
+                    candidates.push((tp, log, dirtiness, needed));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(%tp, error = %e, "measuring a log's dirtiness failed"),
+            }
+        }
+        let order = compaction::cleaning_order(
+            &candidates
+                .iter()
+                .map(|(_, _, d, needed)| (*d, *needed))
+                .collect::<Vec<_>>(),
+        );
+        let mut throttle = Throttle::new(self.config.cleaner_io_max_bytes_per_second);
+        let mut cleaned = 0;
+        for index in order {
+            let (tp, log, dirtiness, _) = &candidates[index];
+            let started = std::time::Instant::now();
+            match log.clean(&mut throttle) {
+                Ok(Some(stats)) => {
+                    cleaned += 1;
+                    probe::cleaned(&stats);
+                    tracing::info!(%tp, dirty_ratio = dirtiness.ratio(),
+                        segments = stats.segments_rewritten, bytes_read = stats.bytes_read,
+                        bytes_written = stats.bytes_written, records_removed = stats.records_removed,
+                        elapsed_ms = started.elapsed().as_millis() as u64, "compacted a log");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(%tp, error = %e, "compacting a log failed"),
+            }
+        }
+        cleaned
+    }
+
     /// Flushes every log whose `flush_ms` is due, and the sealed segments of every log (which
     /// moves recovery points forward after rolls). Failures are logged; each takes its log
     /// offline (see [`Error::LogOffline`]).
@@ -266,6 +318,8 @@ impl LogManager {
         let mut retention = every(self.config.retention_check_interval_ms);
         let mut flushes = every(self.config.flush_check_interval_ms);
         let mut checkpoints = every(self.config.recovery_checkpoint_interval_ms);
+        let mut cleaner = every(self.config.cleaner_backoff_ms);
+        let cleaner_enable = self.config.cleaner_enable;
         tokio::pin!(shutdown);
         loop {
             let manager = Arc::clone(&self);
@@ -275,6 +329,9 @@ impl LogManager {
                     manager.run_retention();
                 }),
                 _ = flushes.tick() => tokio::task::spawn_blocking(move || manager.run_flushes()),
+                _ = cleaner.tick(), if cleaner_enable => tokio::task::spawn_blocking(move || {
+                    manager.run_cleaner();
+                }),
                 _ = checkpoints.tick() => tokio::task::spawn_blocking(move || {
                     if let Err(e) = manager.write_checkpoint() {
                         tracing::error!(error = %e, "writing the recovery checkpoint failed");
@@ -430,5 +487,74 @@ fn remove_file_durably(path: &Path) -> Result<()> {
         Ok(()) => files::sync_directory(path.parent().unwrap_or(Path::new("."))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// The log cleaner's metrics, through the `metrics` facade.
+pub(crate) mod probe {
+    use std::sync::Once;
+
+    use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+    use super::TopicPartition;
+    use crate::storage::CleanStats;
+
+    const BYTES_CLEANED: &str = "weir_log_cleaner_bytes_cleaned_total";
+    const RECORDS_REMOVED: &str = "weir_log_cleaner_records_removed_total";
+    const RUNS: &str = "weir_log_cleaner_runs_total";
+    const DIRTY_RATIO: &str = "weir_log_cleaner_dirty_ratio";
+    const SINCE_CLEAN: &str = "weir_log_cleaner_seconds_since_clean";
+
+    /// Registers each metric's description and unit, once per process.
+    pub(crate) fn describe() {
+        static DESCRIBED: Once = Once::new();
+        DESCRIBED.call_once(|| {
+            describe_counter!(
+                BYTES_CLEANED,
+                Unit::Bytes,
+                "Bytes of log segments the cleaner compacted (their size before cleaning)."
+            );
+            describe_counter!(
+                RECORDS_REMOVED,
+                Unit::Count,
+                "Records compaction removed: superseded by a newer record of their key, \
+                 expired tombstones, records without a key."
+            );
+            describe_counter!(RUNS, Unit::Count, "Compactions of a log that completed.");
+            describe_gauge!(
+                DIRTY_RATIO,
+                Unit::Count,
+                "Per compacted log: the share of its cleanable bytes not compacted yet \
+                 (labels topic, partition)."
+            );
+            describe_gauge!(
+                SINCE_CLEAN,
+                Unit::Seconds,
+                "Per compacted log: time since the cleaner last compacted it, since the \
+                 broker started (labels topic, partition; absent until the first clean)."
+            );
+        });
+    }
+
+    pub(super) fn cleaned(stats: &CleanStats) {
+        counter!(BYTES_CLEANED).increment(stats.bytes_read);
+        counter!(RECORDS_REMOVED).increment(stats.records_removed);
+        counter!(RUNS).increment(1);
+    }
+
+    pub(super) fn dirtiness(
+        tp: &TopicPartition,
+        ratio: f64,
+        last_clean_ms: Option<i64>,
+        now_ms: i64,
+    ) {
+        let labels = [
+            ("topic", tp.topic.clone()),
+            ("partition", tp.partition.to_string()),
+        ];
+        gauge!(DIRTY_RATIO, &labels).set(ratio);
+        if let Some(at) = last_clean_ms {
+            gauge!(SINCE_CLEAN, &labels).set(now_ms.saturating_sub(at) as f64 / 1000.0);
+        }
     }
 }

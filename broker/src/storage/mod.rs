@@ -32,6 +32,8 @@
 //!   log (and repaired from its batch headers) at open.
 
 mod checkpoint;
+mod cleaner;
+mod compaction;
 mod error;
 mod files;
 mod headers;
@@ -45,9 +47,16 @@ mod recovery;
 mod segment;
 
 pub use checkpoint::{read_checkpoint, write_checkpoint};
+pub use cleaner::{CleanStats, Throttle};
+pub use compaction::Dirtiness;
 pub use error::{Error, Result};
 pub(crate) use files::sync_directory;
 pub use headers::BatchHeaders;
 pub use leader_epoch::{EpochEndOffset, EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendInfo, Log, LogCheckpoint, OpenState, TimestampOffset};
 pub use manager::{LogManager, TopicPartition};
+
+/// Registers the storage metrics' descriptions (the log cleaner's), once per process.
+pub fn describe_metrics() {
+    manager::probe::describe();
+}

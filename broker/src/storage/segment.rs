@@ -41,6 +41,10 @@ const IOV_MAX: usize = 1024;
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const OFFSET_INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Added to a segment file's name while the log cleaner writes its compacted copy.
+pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
+/// Added to a compacted log file's name once it is complete and is to replace the original.
+pub(crate) const SWAP_SUFFIX: &str = "swap";
 
 /// The path of a segment file: the base offset in 20 digits, as Kafka names them.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -491,6 +495,21 @@ impl ActiveSegment {
         Ok(active)
     }
 
+    /// Creates the files of a compacted copy of the segment at `base_offset`, named
+    /// `<base>.log.cleaned` (and the index files likewise), to be filled with
+    /// [`Self::append`] and then sealed and renamed into place by the log cleaner.
+    pub(crate) fn create_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        capacity: Capacity,
+    ) -> Result<ActiveSegment> {
+        let paths = SegmentPaths::with_suffix(dir, base_offset, CLEANED_SUFFIX);
+        for path in paths.all() {
+            files::remove_if_exists(path)?;
+        }
+        Self::open(base_offset, &paths, capacity, 0, false)
+    }
+
     /// Opens an existing segment to append to it. Its first `valid_len` log bytes are kept and
     /// anything after them is zeroed, so recovery can never take stale batches back. With
     /// `trusted_indexes` the index files are used as they are (their sizes give the entry
@@ -818,6 +837,22 @@ impl SegmentPaths {
             log: segment_path(dir, base_offset, LOG_SUFFIX),
             offset_index: segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX),
             time_index: segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
+        }
+    }
+
+    /// The same files with `.<suffix>` added to their names.
+    pub(crate) fn with_suffix(dir: &Path, base_offset: i64, suffix: &str) -> Self {
+        let with = |path: PathBuf| {
+            let mut name = path.into_os_string();
+            name.push(".");
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let plain = Self::new(dir, base_offset);
+        Self {
+            log: with(plain.log),
+            offset_index: with(plain.offset_index),
+            time_index: with(plain.time_index),
         }
     }
 
