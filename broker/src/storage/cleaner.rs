@@ -54,6 +54,10 @@ const STATE_VERSION: u16 = 1;
 pub(crate) struct CleanerState {
     /// Everything below this was compacted (and nothing was written there since).
     pub(crate) first_dirty_offset: i64,
+    /// Segments below this may hold compacted files, with offset gaps inside; they were
+    /// flushed before being compacted, so recovery treats them as flushed (and allows the
+    /// gaps). Written before a swap starts, so it covers every file a crash may leave.
+    pub(crate) gaps_below: i64,
     /// When each segment (by base offset) was first cleaned: its tombstones count
     /// `delete.retention.ms` from there.
     pub(crate) cleaned_at_ms: BTreeMap<i64, i64>,
@@ -80,6 +84,7 @@ impl CleanerState {
             let fields: Vec<&str> = line.split(' ').collect();
             let parsed = match fields.as_slice() {
                 ["first-dirty", offset] => offset.parse().map(|o| state.first_dirty_offset = o),
+                ["gaps-below", offset] => offset.parse().map(|o| state.gaps_below = o),
                 ["cleaned", base, at] => base.parse().and_then(|b| {
                     at.parse().map(|a| {
                         state.cleaned_at_ms.insert(b, a);
@@ -99,7 +104,10 @@ impl CleanerState {
     pub(crate) fn persist(&mut self, dir: &Path, bases: &[i64]) -> Result<()> {
         self.cleaned_at_ms
             .retain(|base, _| bases.binary_search(base).is_ok());
-        let mut payload = format!("first-dirty {}\n", self.first_dirty_offset);
+        let mut payload = format!(
+            "first-dirty {}\ngaps-below {}\n",
+            self.first_dirty_offset, self.gaps_below
+        );
         for (base, at) in &self.cleaned_at_ms {
             payload.push_str(&format!("cleaned {base} {at}\n"));
         }
@@ -110,6 +118,7 @@ impl CleanerState {
     /// segments from `from_base` on lose their cleaning time (new records may follow there).
     pub(crate) fn truncated(&mut self, new_end: i64, from_base: i64) {
         self.first_dirty_offset = self.first_dirty_offset.min(new_end);
+        self.gaps_below = self.gaps_below.min(new_end);
         self.cleaned_at_ms.retain(|&base, _| base < from_base);
     }
 }
@@ -378,7 +387,14 @@ impl Log {
             }
             return Ok(false);
         }
+        let bases = self.segment_base_offsets();
+        let mut state = self.cleaner_state();
         let swap = || -> Result<Vec<(usize, Arc<Segment>)>> {
+            // Recovery must accept the compacted files' gaps whatever state a crash leaves.
+            if state.gaps_below < end_offset && !rewritten.is_empty() {
+                state.gaps_below = end_offset;
+                state.persist(dir, &bases)?;
+            }
             // Commit each segment's copy, oldest first.
             for (_, old) in rewritten {
                 let base = old.base_offset();
@@ -407,14 +423,13 @@ impl Log {
         };
         // A failure part way leaves files and the segment list apart; a restart puts them
         // together again (finishing the swap).
+        let mut swap = swap;
         let replaced = swap().inspect_err(|e| self.go_offline(e))?;
         let mut segments: Vec<_> = current.iter().cloned().collect();
         for (index, segment) in replaced {
             segments[index] = segment;
         }
         self.publish_segments(segments);
-        let bases = self.segment_base_offsets();
-        let mut state = self.cleaner_state();
         state.first_dirty_offset = end_offset;
         for base in cleaned_bases {
             state.cleaned_at_ms.entry(*base).or_insert(now_ms);
@@ -519,15 +534,16 @@ mod tests {
         assert_eq!(CleanerState::load(dir.path()), CleanerState::default());
         let mut state = CleanerState {
             first_dirty_offset: 120,
+            gaps_below: 120,
             cleaned_at_ms: BTreeMap::from([(0, 5), (50, 7), (90, 9)]),
             last_clean_ms: Some(9),
         };
         state.persist(dir.path(), &[50, 90, 120]).unwrap();
         let loaded = CleanerState::load(dir.path());
-        assert_eq!(loaded.first_dirty_offset, 120);
+        assert_eq!((loaded.first_dirty_offset, loaded.gaps_below), (120, 120));
         assert_eq!(loaded.cleaned_at_ms, BTreeMap::from([(50, 7), (90, 9)]));
         state.truncated(95, 90);
-        assert_eq!(state.first_dirty_offset, 95);
+        assert_eq!((state.first_dirty_offset, state.gaps_below), (95, 95));
         assert_eq!(state.cleaned_at_ms, BTreeMap::from([(50, 7)]));
     }
 }

@@ -122,17 +122,16 @@ impl Log {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         cleaner::finish_interrupted_swap(&dir)?;
         let cleaner_state = CleanerState::load(&dir);
-        // Compacted segments have offset gaps; they were flushed before the cleaner wrote its
-        // state, so recovery may treat everything below the first dirty offset as flushed.
+        // Compacted segments have offset gaps; they were flushed before the cleaner started
+        // replacing them, so recovery may treat everything below `gaps_below` as flushed.
         let mut state = state;
-        if cleaner_state.first_dirty_offset > 0 {
+        let gaps_below = cleaner_state.gaps_below;
+        if gaps_below > 0 {
             let checkpoint = state.checkpoint.get_or_insert(LogCheckpoint {
                 log_start_offset: 0,
                 recovery_point: 0,
             });
-            checkpoint.recovery_point = checkpoint
-                .recovery_point
-                .max(cleaner_state.first_dirty_offset);
+            checkpoint.recovery_point = checkpoint.recovery_point.max(gaps_below);
         }
         let bases = load::list_segments(&dir)?;
         let opened = load::open_segments(&dir, &bases, &config, clock.now_ms(), state)?;
@@ -692,7 +691,7 @@ impl Log {
     /// Persisted before more is appended, since recovery trusts the first dirty offset.
     fn cleaner_truncated(&self, new_end: i64) -> Result<()> {
         let mut state = lock(&self.cleaner).clone();
-        if state.first_dirty_offset <= new_end && state.cleaned_at_ms.is_empty() {
+        if state.gaps_below <= new_end && state.cleaned_at_ms.is_empty() {
             return Ok(());
         }
         let bases = self.segment_base_offsets();
