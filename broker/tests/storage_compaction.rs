@@ -293,7 +293,8 @@ fn a_reader_holding_old_segment_bytes_keeps_them_through_a_clean() {
 }
 
 #[test]
-fn only_segments_older_than_the_compaction_lag_are_cleaned_and_delete_policy_is_left_alone() {
+fn only_segments_older_than_the_lag_and_below_the_high_watermark_are_cleaned_and_delete_policy_is_left_alone()
+ {
     let dir = tempfile::tempdir().unwrap();
     let (manual, clock) = common::clock();
     let config = LogConfig {
@@ -312,6 +313,17 @@ fn only_segments_older_than_the_compaction_lag_are_cleaned_and_delete_policy_is_
     let stats = log.clean(&mut Throttle::new(u64::MAX)).unwrap().unwrap();
     assert_eq!(stats.first_dirty_offset, 40);
     assert_eq!(stats.records_removed, 36);
+
+    // Only segments wholly below the high watermark the owner passes are cleaned.
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::open(dir.path(), config.clone(), &clock);
+    fill(&log, 60, 4, 20);
+    log.set_cleaner_upper_offset(39);
+    let stats = log.clean(&mut Throttle::new(u64::MAX)).unwrap().unwrap();
+    assert_eq!(stats.first_dirty_offset, 20);
+    log.set_cleaner_upper_offset(40);
+    let stats = log.clean(&mut Throttle::new(u64::MAX)).unwrap().unwrap();
+    assert_eq!(stats.first_dirty_offset, 40);
 
     let dir = tempfile::tempdir().unwrap();
     let deleting = LogConfig {

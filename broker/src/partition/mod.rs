@@ -257,6 +257,7 @@ impl Partition {
                 .unwrap_or(0)
                 .clamp(log.log_start_offset(), log_end_offset)
         };
+        log.set_cleaner_upper_offset(high_watermark);
         let (high_watermark, _) = watch::channel(high_watermark);
         let (log_end, _) = watch::channel(log_end_offset);
         let (changes, _) = watch::channel(0);
@@ -456,6 +457,7 @@ impl Partition {
             let moved = offset > *hw;
             if moved {
                 *hw = offset;
+                self.log.set_cleaner_upper_offset(offset);
             }
             moved
         });

@@ -471,6 +471,7 @@ impl Partition {
         self.high_watermark.send_if_modified(|hw| {
             let changed = *hw != offset;
             *hw = offset;
+            self.log.set_cleaner_upper_offset(offset);
             changed
         });
     }

@@ -204,12 +204,19 @@ fn pause_for(bytes: u64, elapsed: Duration, bytes_per_second: u64) -> Duration {
 }
 
 /// The cleanable segments of `segments`: the sealed ones from the first, up to the first
-/// whose newest record is younger than `min.compaction.lag.ms`.
-fn cleanable(segments: &[Arc<Segment>], config: &LogConfig, now_ms: i64) -> usize {
+/// whose newest record is younger than `min.compaction.lag.ms` or that reaches `upper_offset`
+/// (the high watermark).
+fn cleanable(
+    segments: &[Arc<Segment>],
+    config: &LogConfig,
+    now_ms: i64,
+    upper_offset: i64,
+) -> usize {
     let sealed = segments.len().saturating_sub(1);
+    let old_enough = now_ms.saturating_sub(config.min_compaction_lag_ms);
     segments[..sealed]
         .iter()
-        .take_while(|s| s.max_timestamp() <= now_ms.saturating_sub(config.min_compaction_lag_ms))
+        .take_while(|s| s.max_timestamp() <= old_enough && s.next_offset() <= upper_offset)
         .count()
 }
 
@@ -222,7 +229,7 @@ impl Log {
         }
         let segments = self.segments_snapshot();
         let now = self.clock().now_ms();
-        let count = cleanable(&segments, &config, now);
+        let count = cleanable(&segments, &config, now, self.cleaner_upper_offset());
         let first_dirty = self.cleaner_state().first_dirty_offset;
         let mut dirtiness = Dirtiness {
             clean_bytes: 0,
@@ -263,7 +270,7 @@ impl Log {
         self.flush_sealed()?;
         let now = self.clock().now_ms();
         let segments = self.segments_snapshot();
-        let count = cleanable(&segments, &config, now);
+        let count = cleanable(&segments, &config, now, self.cleaner_upper_offset());
         let state = self.cleaner_state();
         let log_start = self.log_start_offset();
         let first_dirty = state.first_dirty_offset.max(log_start);

@@ -98,6 +98,10 @@ pub struct Log {
     epochs: Mutex<LeaderEpochCache>,
     /// What the log cleaner knows of this log (see `cleaner`); changed under the writer lock.
     cleaner: Mutex<CleanerState>,
+    /// The cleaner compacts only segments wholly below this (the partition's high watermark,
+    /// so nothing a truncation could still remove decides what survives); unbounded for a
+    /// log no partition owns.
+    cleaner_upper_offset: AtomicI64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,6 +165,7 @@ impl Log {
             offline: OnceLock::new(),
             epochs: Mutex::new(epochs),
             cleaner: Mutex::new(cleaner_state),
+            cleaner_upper_offset: AtomicI64::new(i64::MAX),
         };
         // What recovery kept is now known good; make it durable before calling it flushed.
         log.flush()?;
@@ -281,6 +286,17 @@ impl Log {
     /// The clock the log reads the time from.
     pub(super) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Bounds compaction to segments wholly below `offset`: the owner of a replicated log
+    /// passes its high watermark whenever it changes.
+    pub fn set_cleaner_upper_offset(&self, offset: i64) {
+        self.cleaner_upper_offset.store(offset, Ordering::Release);
+    }
+
+    /// See [`Log::set_cleaner_upper_offset`].
+    pub(super) fn cleaner_upper_offset(&self) -> i64 {
+        self.cleaner_upper_offset.load(Ordering::Acquire)
     }
 
     /// A copy of the cleaner's state of this log.
