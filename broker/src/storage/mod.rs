@@ -10,6 +10,7 @@
 //! 00000000000000004711.log        the next segment, from offset 4711
 //! ...
 //! leader-epoch-checkpoint         where each leader epoch starts (see `leader_epoch`)
+//! cleaner-checkpoint              what compaction did (see `cleaner`); compacted topics only
 //! ```
 //!
 //! Invariants:
@@ -30,6 +31,9 @@
 //! - Leader epochs never decrease along the log; the leader-epoch checkpoint names where each
 //!   starts, is written before the log end moves past a new epoch, and is checked against the
 //!   log (and repaired from its batch headers) at open.
+//! - Compaction (`compaction`, `cleaner`) never changes an offset and never touches the active
+//!   segment or anything at or above the high watermark; a crash during its segment swap
+//!   leaves every segment either original or compacted (compacted ones oldest first).
 
 mod checkpoint;
 mod cleaner;
