@@ -24,11 +24,11 @@
 //! that key, so a newer segment is never replaced before an older one.
 //!
 //! Offsets never change: batches keep their base offset and last offset delta, empty batches
-//! are dropped (but an idempotent producer's last one), a segment keeps its base offset even
-//! when emptied. Readers holding the old segments keep their maps: a renamed-over file lives
+//! are dropped (but an idempotent producer's last one and each segment's last one, which keep
+//! the segment's end), a segment keeps its base offset. Readers holding the old segments keep their maps: a renamed-over file lives
 //! on while mapped, as a deleted one does under retention.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +61,9 @@ pub(crate) struct CleanerState {
     /// When each segment (by base offset) was first cleaned: its tombstones count
     /// `delete.retention.ms` from there.
     pub(crate) cleaned_at_ms: BTreeMap<i64, i64>,
+    /// Segments that kept tombstones when last cleaned: once those expire, the log is cleaned
+    /// again even if nothing new was written.
+    pub(crate) with_tombstones: BTreeSet<i64>,
     /// When the log was last cleaned (not persisted).
     pub(crate) last_clean_ms: Option<i64>,
 }
@@ -90,6 +93,9 @@ impl CleanerState {
                         state.cleaned_at_ms.insert(b, a);
                     })
                 }),
+                ["tombstones", base] => base.parse().map(|b| {
+                    state.with_tombstones.insert(b);
+                }),
                 _ => "x".parse::<i64>().map(|_| ()),
             };
             if parsed.is_err() {
@@ -108,8 +114,13 @@ impl CleanerState {
             "first-dirty {}\ngaps-below {}\n",
             self.first_dirty_offset, self.gaps_below
         );
+        self.with_tombstones
+            .retain(|base| bases.binary_search(base).is_ok());
         for (base, at) in &self.cleaned_at_ms {
             payload.push_str(&format!("cleaned {base} {at}\n"));
+        }
+        for base in &self.with_tombstones {
+            payload.push_str(&format!("tombstones {base}\n"));
         }
         write_checkpoint(&dir.join(STATE_FILE), STATE_VERSION, payload.as_bytes())
     }
@@ -120,6 +131,15 @@ impl CleanerState {
         self.first_dirty_offset = self.first_dirty_offset.min(new_end);
         self.gaps_below = self.gaps_below.min(new_end);
         self.cleaned_at_ms.retain(|&base, _| base < from_base);
+        self.with_tombstones.retain(|&base| base < from_base);
+    }
+
+    /// Whether a segment kept tombstones that are now past `delete_retention_ms`.
+    pub(crate) fn tombstones_due(&self, now_ms: i64, delete_retention_ms: i64) -> bool {
+        self.with_tombstones.iter().any(|base| {
+            let at = self.cleaned_at_ms.get(base).copied();
+            compaction::tombstones_expired(at, now_ms, delete_retention_ms)
+        })
     }
 }
 
@@ -230,11 +250,13 @@ impl Log {
         let segments = self.segments_snapshot();
         let now = self.clock().now_ms();
         let count = cleanable(&segments, &config, now, self.cleaner_upper_offset());
-        let first_dirty = self.cleaner_state().first_dirty_offset;
+        let state = self.cleaner_state();
+        let first_dirty = state.first_dirty_offset;
         let mut dirtiness = Dirtiness {
             clean_bytes: 0,
             dirty_bytes: 0,
             first_dirty_timestamp: None,
+            tombstones_due: state.tombstones_due(now, config.delete_retention_ms),
         };
         for segment in &segments[..count] {
             if segment.next_offset() <= first_dirty {
@@ -277,13 +299,15 @@ impl Log {
         let Some(end_offset) = segments.get(count).map(|s| s.base_offset()) else {
             return Ok(None);
         };
-        if count == 0 || first_dirty >= end_offset {
+        let tombstones_due = state.tombstones_due(now, config.delete_retention_ms);
+        if count == 0 || (first_dirty >= end_offset && !tombstones_due) {
             return Ok(None);
         }
         let map = self.build_offset_map(&segments[..count], first_dirty, throttle)?;
         let last_batch_of = self.last_batch_of_producers(log_start)?;
         let mut stats = CleanStats::default();
         let mut rewritten: Vec<(usize, Arc<Segment>)> = Vec::new();
+        let mut with_tombstones = BTreeSet::new();
         for (index, old) in segments[..count].iter().enumerate() {
             let expired = compaction::tombstones_expired(
                 state.cleaned_at_ms.get(&old.base_offset()).copied(),
@@ -293,6 +317,9 @@ impl Log {
             throttle.account(old.size());
             stats.bytes_read += old.size() as u64;
             let cleaned = clean_segment(old, &map, expired, &last_batch_of)?;
+            if cleaned.tombstones > 0 {
+                with_tombstones.insert(old.base_offset());
+            }
             if cleaned.removed == 0 && cleaned.dropped_batches == 0 {
                 continue;
             }
@@ -305,7 +332,14 @@ impl Log {
         stats.segments_rewritten = rewritten.len();
         stats.first_dirty_offset = end_offset;
         let cleaned_bases: Vec<i64> = segments[..count].iter().map(|s| s.base_offset()).collect();
-        if !self.swap_cleaned(&rewritten, &cleaned_bases, end_offset, now)? {
+        let cleaned = Clean {
+            rewritten: &rewritten,
+            bases: &cleaned_bases,
+            with_tombstones,
+            end_offset,
+            now_ms: now,
+        };
+        if !self.swap_cleaned(cleaned)? {
             return Ok(None);
         }
         Ok(Some(stats))
@@ -370,13 +404,14 @@ impl Log {
 
     /// Puts the cleaned files in place of `rewritten`'s, if those are still the log's
     /// segments, and records the clean. Returns false (removing the cleaned files) if not.
-    fn swap_cleaned(
-        &self,
-        rewritten: &[(usize, Arc<Segment>)],
-        cleaned_bases: &[i64],
-        end_offset: i64,
-        now_ms: i64,
-    ) -> Result<bool> {
+    fn swap_cleaned(&self, clean: Clean<'_>) -> Result<bool> {
+        let Clean {
+            rewritten,
+            bases: cleaned_bases,
+            with_tombstones,
+            end_offset,
+            now_ms,
+        } = clean;
         let _writer = self.lock_writer_for_cleaner()?;
         let current = self.segments_snapshot();
         let still_there = rewritten
@@ -440,12 +475,27 @@ impl Log {
         state.first_dirty_offset = end_offset;
         for base in cleaned_bases {
             state.cleaned_at_ms.entry(*base).or_insert(now_ms);
+            state.with_tombstones.remove(base);
         }
+        state.with_tombstones.extend(with_tombstones);
         state.last_clean_ms = Some(now_ms);
         state.persist(dir, &bases)?;
         self.set_cleaner_state(state);
         Ok(true)
     }
+}
+
+/// One clean, ready to be put in place.
+struct Clean<'a> {
+    /// The segments rewritten, with their index in the segment list read.
+    rewritten: &'a [(usize, Arc<Segment>)],
+    /// Base offsets of every segment cleaned (rewritten or not).
+    bases: &'a [i64],
+    /// Those that kept tombstones.
+    with_tombstones: BTreeSet<i64>,
+    /// The first dirty offset after the clean.
+    end_offset: i64,
+    now_ms: i64,
 }
 
 /// A segment's batches after filtering: the bytes to write and where each batch is.
@@ -454,6 +504,8 @@ struct Cleaned {
     placements: Vec<Placement>,
     removed: u64,
     dropped_batches: u64,
+    /// Tombstones kept.
+    tombstones: u64,
 }
 
 /// Filters every batch of `segment`.
@@ -468,6 +520,7 @@ fn clean_segment(
         placements: Vec::new(),
         removed: 0,
         dropped_batches: 0,
+        tombstones: 0,
     };
     for item in segment.headers_from(0) {
         let (position, header) = item?;
@@ -475,10 +528,14 @@ fn clean_segment(
         let kept: Bytes = if header.is_control() {
             bytes
         } else {
+            let mut tombstones = 0;
             let filtered = batch::filter(&bytes, |r| {
-                compaction::fate(r, map, tombstones_expired) == Fate::Keep
+                let keep = compaction::fate(r, map, tombstones_expired) == Fate::Keep;
+                tombstones += u64::from(keep && r.value.is_none());
+                keep
             })
             .map_err(|e| corrupt(segment, position, e))?;
+            cleaned.tombstones += tombstones;
             match filtered {
                 Filtered::Unchanged => bytes,
                 Filtered::Rewritten { batch, removed } => {
@@ -487,7 +544,8 @@ fn clean_segment(
                         .map_err(|e| corrupt(segment, position, e))?
                         .record_count
                         == 0;
-                    if empty && !compaction::keep_empty_batch(&header, last_batch_of) {
+                    let segment_end = segment.next_offset();
+                    if empty && !compaction::keep_empty_batch(&header, last_batch_of, segment_end) {
                         cleaned.dropped_batches += 1;
                         continue;
                     }
@@ -543,12 +601,16 @@ mod tests {
             first_dirty_offset: 120,
             gaps_below: 120,
             cleaned_at_ms: BTreeMap::from([(0, 5), (50, 7), (90, 9)]),
+            with_tombstones: BTreeSet::from([0, 90]),
             last_clean_ms: Some(9),
         };
         state.persist(dir.path(), &[50, 90, 120]).unwrap();
         let loaded = CleanerState::load(dir.path());
         assert_eq!((loaded.first_dirty_offset, loaded.gaps_below), (120, 120));
         assert_eq!(loaded.cleaned_at_ms, BTreeMap::from([(50, 7), (90, 9)]));
+        assert_eq!(loaded.with_tombstones, BTreeSet::from([90]));
+        assert!(!loaded.tombstones_due(18, 10));
+        assert!(loaded.tombstones_due(19, 10));
         state.truncated(95, 90);
         assert_eq!((state.first_dirty_offset, state.gaps_below), (95, 95));
         assert_eq!(state.cleaned_at_ms, BTreeMap::from([(50, 7)]));

@@ -84,12 +84,23 @@ pub(crate) fn tombstones_expired(
     cleaned_at_ms.is_some_and(|at| now_ms.saturating_sub(at) >= delete_retention_ms)
 }
 
-/// Whether a batch whose records were all removed stays as an empty batch: only when it is
-/// the last batch of an idempotent producer in the log, so the producer's last sequence
-/// number (and epoch) can still be rebuilt from the log, as Kafka keeps it.
+/// Whether a batch whose records were all removed stays as an empty batch (a header that
+/// still covers its offsets):
+/// - the last batch of an idempotent producer in the log, so the producer's last sequence
+///   number (and epoch) can still be rebuilt from the log, as Kafka keeps it;
+/// - the last batch of its segment (ending at `segment_next_offset`), so every segment still
+///   ends where it did: a consumer reading past removed records then moves on to the next
+///   offset still held, up to the log end, instead of finding nothing to read.
+///
 /// `last_batch_of` maps each producer id to the base offset of its last batch.
-pub(crate) fn keep_empty_batch(header: &BatchHeader, last_batch_of: &HashMap<i64, i64>) -> bool {
-    header.producer_id >= 0 && last_batch_of.get(&header.producer_id) == Some(&header.base_offset)
+pub(crate) fn keep_empty_batch(
+    header: &BatchHeader,
+    last_batch_of: &HashMap<i64, i64>,
+    segment_next_offset: i64,
+) -> bool {
+    let producers_last = header.producer_id >= 0
+        && last_batch_of.get(&header.producer_id) == Some(&header.base_offset);
+    producers_last || header.next_offset() == segment_next_offset
 }
 
 /// How much of a log's cleanable part (sealed segments old enough to clean) is dirty.
@@ -101,6 +112,8 @@ pub struct Dirtiness {
     pub dirty_bytes: u64,
     /// The first timestamp of the first dirty batch, if any.
     pub first_dirty_timestamp: Option<i64>,
+    /// A compacted segment holds tombstones now past `delete.retention.ms`.
+    pub tombstones_due: bool,
 }
 
 impl Dirtiness {
@@ -113,9 +126,12 @@ impl Dirtiness {
         self.dirty_bytes as f64 / total as f64
     }
 
-    /// Whether the log should be cleaned now: some dirty bytes, and either a dirty ratio of at
-    /// least `min_ratio` or a dirty record older than `max_lag_ms`.
+    /// Whether the log should be cleaned now: tombstones to remove, or some dirty bytes and
+    /// either a dirty ratio of at least `min_ratio` or a dirty record older than `max_lag_ms`.
     pub fn needs_cleaning(&self, min_ratio: f64, max_lag_ms: i64, now_ms: i64) -> bool {
+        if self.tombstones_due {
+            return true;
+        }
         if self.dirty_bytes == 0 {
             return false;
         }
@@ -248,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn only_an_idempotent_producers_last_batch_stays_empty() {
+    fn only_a_producers_or_a_segments_last_batch_stays_empty() {
         let header = |base_offset, producer_id| BatchHeader {
             base_offset,
             producer_id,
@@ -259,13 +275,25 @@ mod tests {
             .unwrap()
         };
         let last = HashMap::from([(7, 40), (8, 90)]);
-        assert!(keep_empty_batch(&header(40, 7), &last));
+        // Each header covers one offset: header(b, _) ends at b + 1.
+        assert!(keep_empty_batch(&header(40, 7), &last, 100));
         assert!(
-            !keep_empty_batch(&header(30, 7), &last),
+            !keep_empty_batch(&header(30, 7), &last, 100),
             "not its last batch"
         );
-        assert!(!keep_empty_batch(&header(40, -1), &last), "no producer id");
-        assert!(!keep_empty_batch(&header(40, 9), &last));
+        assert!(
+            !keep_empty_batch(&header(40, -1), &last, 100),
+            "no producer id"
+        );
+        assert!(!keep_empty_batch(&header(40, 9), &last, 100));
+        assert!(
+            keep_empty_batch(&header(99, -1), &last, 100),
+            "the segment's last"
+        );
+        assert!(
+            keep_empty_batch(&header(30, 7), &last, 31),
+            "the segment's last"
+        );
     }
 
     #[test]
@@ -274,6 +302,7 @@ mod tests {
             clean_bytes,
             dirty_bytes,
             first_dirty_timestamp: first,
+            tombstones_due: false,
         };
         assert_eq!(d(50, 50, None).ratio(), 0.5);
         assert_eq!(d(0, 0, None).ratio(), 0.0);
@@ -287,6 +316,14 @@ mod tests {
         assert!(
             !d(60, 0, Some(0)).needs_cleaning(0.0, 0, 10),
             "nothing dirty"
+        );
+        let due = Dirtiness {
+            tombstones_due: true,
+            ..d(60, 0, None)
+        };
+        assert!(
+            due.needs_cleaning(0.5, i64::MAX, 10),
+            "expired tombstones to remove"
         );
 
         let candidates = [
