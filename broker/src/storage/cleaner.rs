@@ -292,7 +292,10 @@ impl Log {
         self.flush_sealed()?;
         let now = self.clock().now_ms();
         let segments = self.segments_snapshot();
-        let count = cleanable(&segments, &config, now, self.cleaner_upper_offset());
+        // Only flushed segments: one rolled since the flush above may not be durable yet, and
+        // recovery will trust everything below `gaps_below`.
+        let upper_offset = self.cleaner_upper_offset().min(self.recovery_point());
+        let count = cleanable(&segments, &config, now, upper_offset);
         let state = self.cleaner_state();
         let log_start = self.log_start_offset();
         let first_dirty = state.first_dirty_offset.max(log_start);
