@@ -168,3 +168,46 @@ async fn a_consumer_from_offset_zero_reads_the_newest_record_of_each_key() {
     assert_eq!(read, expected);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_compacts_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::node::single_node_config(dir.path());
+    config.log_cleaner_backoff_ms = 100;
+    let node = common::node::start(config).await;
+    let bootstrap = node.kafka_addr().to_string();
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact,delete".to_string()),
+        ("segment.bytes".to_string(), "4096".to_string()),
+    ]);
+    node.controller()
+        .view()
+        .create_topic(TOPIC, 1, 1, configs)
+        .await
+        .expect("the topic is created");
+    let tp = TopicPartition::new(TOPIC, 0);
+    let deadline = Instant::now() + WAIT;
+    while node.replicas().partition(&tp).is_none() {
+        assert!(Instant::now() < deadline, "{tp} opens in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stored = produce(&bootstrap).await;
+    let log = node.logs().get(&tp).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let dirtiness = log.dirtiness().unwrap().expect("a compacted log");
+        if dirtiness.dirty_bytes == 0 && log.last_clean_ms().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cleaner runs: {dirtiness:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let end = log.log_end_offset();
+    assert_eq!(end, stored.len() as i64);
+    let read = tokio::task::spawn_blocking(move || consume_all(&bootstrap, end))
+        .await
+        .unwrap();
+    assert!(read.len() < stored.len(), "records were removed");
+    assert_eq!(read.last().map(|r| r.0), Some(end - 1));
+    node.shutdown().await.unwrap();
+}

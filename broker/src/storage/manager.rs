@@ -307,8 +307,9 @@ impl LogManager {
         files::sync_directory(&self.config.data_dir)
     }
 
-    /// Runs retention, scheduled flushes and checkpoints until `shutdown` completes. The file
-    /// work runs on the blocking pool.
+    /// Runs retention, scheduled flushes and checkpoints until `shutdown` completes, and the
+    /// log cleaner (if `cleaner_enable`) in a loop of its own beside them. The file work runs
+    /// on the blocking pool.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let every = |ms: u64| {
             let mut interval = tokio::time::interval(Duration::from_millis(ms));
@@ -318,8 +319,24 @@ impl LogManager {
         let mut retention = every(self.config.retention_check_interval_ms);
         let mut flushes = every(self.config.flush_check_interval_ms);
         let mut checkpoints = every(self.config.recovery_checkpoint_interval_ms);
-        let mut cleaner = every(self.config.cleaner_backoff_ms);
-        let cleaner_enable = self.config.cleaner_enable;
+        // The cleaner has its own loop: a long, throttled clean must not hold up flushes and
+        // checkpoints. It copes with retention or truncation changing a log under it.
+        let cleaner = self.config.cleaner_enable.then(|| {
+            let manager = Arc::clone(&self);
+            let mut ticks = every(self.config.cleaner_backoff_ms);
+            tokio::spawn(async move {
+                loop {
+                    ticks.tick().await;
+                    let manager = Arc::clone(&manager);
+                    let run = tokio::task::spawn_blocking(move || manager.run_cleaner());
+                    if let Err(e) = run.await {
+                        tracing::error!(error = %e, "the log cleaner panicked");
+                    }
+                }
+            })
+        });
+        // Stops the cleaner's loop when `run` ends (a clean under way finishes or fails).
+        let _stop_cleaner = AbortOnDrop(cleaner);
         tokio::pin!(shutdown);
         loop {
             let manager = Arc::clone(&self);
@@ -329,9 +346,6 @@ impl LogManager {
                     manager.run_retention();
                 }),
                 _ = flushes.tick() => tokio::task::spawn_blocking(move || manager.run_flushes()),
-                _ = cleaner.tick(), if cleaner_enable => tokio::task::spawn_blocking(move || {
-                    manager.run_cleaner();
-                }),
                 _ = checkpoints.tick() => tokio::task::spawn_blocking(move || {
                     if let Err(e) = manager.write_checkpoint() {
                         tracing::error!(error = %e, "writing the recovery checkpoint failed");
@@ -341,6 +355,17 @@ impl LogManager {
             if let Err(e) = work.await {
                 tracing::error!(error = %e, "a storage maintenance task panicked");
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }
