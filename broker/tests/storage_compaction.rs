@@ -348,3 +348,34 @@ fn only_segments_older_than_the_lag_and_below_the_high_watermark_are_cleaned_and
     assert_eq!(log.clean(&mut Throttle::new(u64::MAX)).unwrap(), None);
     assert!(log.dirtiness().unwrap().is_none());
 }
+
+#[test]
+fn retention_deletes_under_compact_delete_and_never_under_compact_alone() {
+    for (policy, expected) in [
+        (CleanupPolicy::COMPACT, 0),
+        (
+            CleanupPolicy {
+                delete: true,
+                compact: true,
+            },
+            5,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (manual, clock) = common::clock();
+        let config = LogConfig {
+            cleanup_policy: policy,
+            retention_ms: Some(1_000),
+            ..common::small_config(64 * 1024)
+        };
+        let log = common::open(dir.path(), config, &clock);
+        fill(&log, 100, 5, 20);
+        log.clean(&mut Throttle::new(u64::MAX)).unwrap().unwrap();
+        manual.set_ms(NOW_MS + 10_000);
+        assert_eq!(
+            log.delete_expired_segments().unwrap(),
+            expected,
+            "{policy:?}"
+        );
+    }
+}
