@@ -35,7 +35,7 @@ pub(crate) struct Active {
     clock: Arc<dyn Clock>,
     session_timeout_ms: i64,
     /// How long a broker this controller has not heard from yet (it was just elected) gets
-    /// to heartbeat before it is fenced: a few heartbeat intervals, not a whole session, so
+    /// to heartbeat before it is fenced: two heartbeat intervals, not a whole session, so
     /// a broker that died with the previous active controller loses its leaderships soon.
     first_heartbeat_grace_ms: i64,
     sessions: std::sync::Mutex<Sessions>,
@@ -220,13 +220,16 @@ impl Active {
         // A live earlier incarnation (the broker restarted before its session expired) is
         // fenced first, so its partitions get other leaders: a fenced broker leads nothing.
         let mut records = Vec::new();
-        if metadata.is_live(broker_id) {
+        let replaces_live = metadata.is_live(broker_id);
+        if replaces_live {
             records.extend(decisions::fence_broker(&metadata, broker_id));
-            metrics::broker_fenced(FenceReason::Reregistered);
         }
         let internal = record.endpoints.internal.clone();
         records.push(MetadataRecord::RegisterBroker(record));
         let index = self.write(records).await?;
+        if replaces_live {
+            metrics::broker_fenced(FenceReason::Reregistered);
+        }
         {
             let mut sessions = self.sessions();
             sessions.shutting_down.remove(&broker_id);
