@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use weir_broker::server::Node;
 use weir_broker::storage::TopicPartition;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -91,19 +92,12 @@ fn consume_all(bootstrap: &str, end: i64) -> Vec<Stored> {
     read
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_from_offset_zero_reads_the_newest_record_of_each_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::node::single_node_config(dir.path());
-    // The test runs the cleaner itself.
-    config.log_cleaner_enable = false;
-    let node = common::node::start(config).await;
-    let bootstrap = node.kafka_addr().to_string();
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        ("segment.bytes".to_string(), "4096".to_string()),
-        ("min.cleanable.dirty.ratio".to_string(), "0.01".to_string()),
-    ]);
+/// Creates the one-partition topic with `configs` and waits until the node holds it.
+async fn create_topic(node: &Node, configs: &[(&str, &str)]) -> TopicPartition {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
     node.controller()
         .view()
         .create_topic(TOPIC, 1, 1, configs)
@@ -115,6 +109,26 @@ async fn a_consumer_from_offset_zero_reads_the_newest_record_of_each_key() {
         assert!(Instant::now() < deadline, "{tp} opens in time");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_from_offset_zero_reads_the_newest_record_of_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::node::single_node_config(dir.path());
+    // The test runs the cleaner itself.
+    config.log_cleaner_enable = false;
+    let node = common::node::start(config).await;
+    let bootstrap = node.kafka_addr().to_string();
+    let tp = create_topic(
+        &node,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "4096"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    )
+    .await;
 
     let stored = produce(&bootstrap).await;
     assert_eq!(stored.len(), RECORDS);
@@ -176,21 +190,14 @@ async fn the_node_compacts_in_the_background() {
     config.log_cleaner_backoff_ms = 100;
     let node = common::node::start(config).await;
     let bootstrap = node.kafka_addr().to_string();
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact,delete".to_string()),
-        ("segment.bytes".to_string(), "4096".to_string()),
-    ]);
-    node.controller()
-        .view()
-        .create_topic(TOPIC, 1, 1, configs)
-        .await
-        .expect("the topic is created");
-    let tp = TopicPartition::new(TOPIC, 0);
-    let deadline = Instant::now() + WAIT;
-    while node.replicas().partition(&tp).is_none() {
-        assert!(Instant::now() < deadline, "{tp} opens in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let tp = create_topic(
+        &node,
+        &[
+            ("cleanup.policy", "compact,delete"),
+            ("segment.bytes", "4096"),
+        ],
+    )
+    .await;
     let stored = produce(&bootstrap).await;
     let log = node.logs().get(&tp).unwrap();
     let deadline = Instant::now() + WAIT;
