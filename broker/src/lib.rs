@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod grpc;
 pub mod kafka;
 pub mod partition;

@@ -21,6 +21,7 @@ use crate::controller::{
     BrokerRecord, BrokerStatus, Controller, ControllerConfig, ControllerError, Endpoints,
     MetadataSubscription, decisions,
 };
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::grpc;
 use crate::kafka::{self, KafkaContext};
 use crate::partition::{ProducePolicy, ReplicaManager};
@@ -219,9 +220,17 @@ impl Node {
 
         let (stop, _) = watch::channel(false);
         let maintenance = tokio::spawn(Arc::clone(&logs).run(stopped(stop.subscribe())));
+        let groups = Arc::new(GroupCoordinator::new(
+            GroupConfig::from_node(&config),
+            controller.view(),
+            Arc::clone(&replicas),
+            Arc::clone(&clock),
+        ));
+        background.push(tokio::spawn(Arc::clone(&groups).run(stop.subscribe())));
         let context = KafkaContext {
             controller: controller.view(),
             replicas: Arc::clone(&replicas),
+            groups,
             clock,
             cluster_id: config.cluster_id(),
             config: Arc::new(config.clone()),

@@ -336,6 +336,42 @@ node_config! {
     /// How often the active controller looks for partitions to give back to their preferred
     /// leaders. Kafka: `leader.imbalance.check.interval.seconds` (300 s there).
     leader_imbalance_check_interval_ms: u64 = 300_000;
+    /// Partitions of `__consumer_offsets`, the internal topic that holds consumer groups and
+    /// their committed offsets; fixed when the topic is created on first use. Kafka:
+    /// `offsets.topic.num.partitions` (50 there; each partition here preallocates a segment).
+    offsets_topic_num_partitions: i32 = 16;
+    /// Replicas of each `__consumer_offsets` partition, at most the number of live brokers
+    /// when the topic is created. Kafka: `offsets.topic.replication.factor`.
+    offsets_topic_replication_factor: i32 = 3;
+    /// Segment size of `__consumer_offsets`, a compacted topic of small records.
+    /// Kafka: `offsets.topic.segment.bytes` (100 MiB there).
+    offsets_topic_segment_bytes: u64 = 16 * 1024 * 1024;
+    /// The shortest session timeout a classic group member may ask for.
+    /// Kafka: `group.min.session.timeout.ms`.
+    group_min_session_timeout_ms: i32 = 6000;
+    /// The longest session timeout a classic group member may ask for.
+    /// Kafka: `group.max.session.timeout.ms`.
+    group_max_session_timeout_ms: i32 = 1_800_000;
+    /// How long the coordinator waits for more members to join an empty classic group before
+    /// its first rebalance completes. Kafka: `group.initial.rebalance.delay.ms`.
+    group_initial_rebalance_delay_ms: i32 = 3000;
+    /// The most members one group may have. Kafka: `group.max.size`.
+    group_max_size: i32 = i32::MAX;
+    /// The session timeout of members of groups on the consumer protocol (KIP-848).
+    /// Kafka: `group.consumer.session.timeout.ms`.
+    group_consumer_session_timeout_ms: i32 = 45_000;
+    /// How often members of groups on the consumer protocol heartbeat.
+    /// Kafka: `group.consumer.heartbeat.interval.ms`.
+    group_consumer_heartbeat_interval_ms: i32 = 5000;
+    /// The largest metadata string a committed offset may carry.
+    /// Kafka: `offset.metadata.max.bytes`.
+    offset_metadata_max_bytes: i32 = 4096;
+    /// Committed offsets of a group that has had no members this long are deleted.
+    /// Kafka: `offsets.retention.minutes` (7 days).
+    offsets_retention_ms: i64 = 7 * 24 * 3_600_000;
+    /// How often coordinators look for expired offsets.
+    /// Kafka: `offsets.retention.check.interval.ms`.
+    offsets_retention_check_interval_ms: u64 = 600_000;
     /// How often the active controller sends Raft heartbeats to the other voters.
     controller_heartbeat_interval_ms: u64 = 100;
     /// A voter that hears no active controller for a random time between this and
@@ -591,6 +627,7 @@ impl NodeConfig {
         self.validate_node()?;
         self.validate_topic_defaults()?;
         self.validate_replication()?;
+        self.validate_groups()?;
         self.validate_timing()
     }
 
@@ -761,6 +798,89 @@ impl NodeConfig {
             check(value >= 1, key, value, || "must be at least 1".into())?;
         }
         Ok(())
+    }
+
+    /// Consumer groups and the offsets topic.
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            (
+                "offsets_topic_num_partitions",
+                self.offsets_topic_num_partitions,
+            ),
+            (
+                "offsets_topic_replication_factor",
+                self.offsets_topic_replication_factor,
+            ),
+            (
+                "group_min_session_timeout_ms",
+                self.group_min_session_timeout_ms,
+            ),
+            ("group_max_size", self.group_max_size),
+            (
+                "group_consumer_session_timeout_ms",
+                self.group_consumer_session_timeout_ms,
+            ),
+            (
+                "group_consumer_heartbeat_interval_ms",
+                self.group_consumer_heartbeat_interval_ms,
+            ),
+        ];
+        for (key, value) in at_least_one {
+            check(value >= 1, key, value, || "must be at least 1".into())?;
+        }
+        check(
+            self.group_max_session_timeout_ms >= self.group_min_session_timeout_ms,
+            "group_max_session_timeout_ms",
+            self.group_max_session_timeout_ms,
+            || {
+                format!(
+                    "must be at least group_min_session_timeout_ms ({})",
+                    self.group_min_session_timeout_ms
+                )
+            },
+        )?;
+        check(
+            self.group_consumer_heartbeat_interval_ms < self.group_consumer_session_timeout_ms,
+            "group_consumer_heartbeat_interval_ms",
+            self.group_consumer_heartbeat_interval_ms,
+            || {
+                format!(
+                    "must be below group_consumer_session_timeout_ms ({})",
+                    self.group_consumer_session_timeout_ms
+                )
+            },
+        )?;
+        let not_negative = [
+            (
+                "group_initial_rebalance_delay_ms",
+                i64::from(self.group_initial_rebalance_delay_ms),
+            ),
+            (
+                "offset_metadata_max_bytes",
+                i64::from(self.offset_metadata_max_bytes),
+            ),
+        ];
+        for (key, value) in not_negative {
+            check(value >= 0, key, value, || "must be 0 or more".into())?;
+        }
+        check(
+            self.offsets_retention_ms >= 1,
+            "offsets_retention_ms",
+            self.offsets_retention_ms,
+            || "must be at least 1".into(),
+        )?;
+        check(
+            self.offsets_retention_check_interval_ms >= 1,
+            "offsets_retention_check_interval_ms",
+            self.offsets_retention_check_interval_ms,
+            || "must be at least 1".into(),
+        )?;
+        check(
+            (SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.offsets_topic_segment_bytes),
+            "offsets_topic_segment_bytes",
+            self.offsets_topic_segment_bytes,
+            || format!("must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"),
+        )
     }
 
     /// How followers fetch and leaders keep the ISR.

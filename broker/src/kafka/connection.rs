@@ -9,10 +9,12 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{
-    KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions, create_topics,
-    delete_records, delete_topics, describe_cluster, describe_configs, fetch,
-    incremental_alter_configs, init_producer_id, list_offsets, metadata, offset_for_leader_epoch,
-    produce, versions,
+    Client, KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions,
+    create_topics, delete_groups, delete_records, delete_topics, describe_cluster,
+    describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
+    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
+    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
+    produce, sync_group, versions,
 };
 
 /// Why a connection was closed.
@@ -34,6 +36,10 @@ pub(super) async fn run(
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
+    let host = stream
+        .peer_addr()
+        .map(|peer| format!("/{}", peer.ip()))
+        .unwrap_or_default();
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut response = BytesMut::new();
@@ -59,7 +65,7 @@ pub(super) async fn run(
             })?;
         let frame = read_frame(&mut reader, length).await?;
         response.clear();
-        if answer(frame, context, &mut response).await? {
+        if answer(frame, &host, context, &mut response).await? {
             writer.write_all(&response).await?;
         }
     }
@@ -86,6 +92,7 @@ async fn read_frame(
 /// one to send.
 async fn answer(
     mut frame: Bytes,
+    host: &str,
     context: &KafkaContext,
     out: &mut BytesMut,
 ) -> Result<bool, ConnectionError> {
@@ -124,7 +131,44 @@ async fn answer(
         .map_err(|e| protocol(format!("undecodable {key:?} header: {e}")))?;
     let request = RequestKind::decode(key, &mut frame, version)
         .map_err(|e| protocol(format!("undecodable {key:?} v{version} request: {e}")))?;
+    let client = Client {
+        id: header.client_id.as_deref().unwrap_or_default(),
+        host,
+    };
     let response = match request {
+        RequestKind::FindCoordinator(request) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(request, version, context).await)
+        }
+        RequestKind::JoinGroup(request) => {
+            ResponseKind::JoinGroup(join_group::handle(request, version, &client, context).await)
+        }
+        RequestKind::SyncGroup(request) => {
+            ResponseKind::SyncGroup(sync_group::handle(request, context).await)
+        }
+        RequestKind::Heartbeat(request) => {
+            ResponseKind::Heartbeat(heartbeat::handle(request, context).await)
+        }
+        RequestKind::LeaveGroup(request) => {
+            ResponseKind::LeaveGroup(leave_group::handle(request, version, context).await)
+        }
+        RequestKind::OffsetCommit(request) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(request, context).await)
+        }
+        RequestKind::OffsetFetch(request) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(request, version, context).await)
+        }
+        RequestKind::ListGroups(request) => {
+            ResponseKind::ListGroups(list_groups::handle(request, context).await)
+        }
+        RequestKind::DescribeGroups(request) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(request, context).await)
+        }
+        RequestKind::DeleteGroups(request) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(request, context).await)
+        }
+        RequestKind::OffsetDelete(request) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(request, context).await)
+        }
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(0)),
         RequestKind::Metadata(request) => {
             ResponseKind::Metadata(metadata::handle(&request, version, context).await)

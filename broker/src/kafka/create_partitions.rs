@@ -8,8 +8,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{KafkaContext, Refusal, admin_timeout, controller_error};
+use super::{KafkaContext, Refusal, admin_timeout, controller_error, internal_topic};
 use crate::controller::{ControllerError, decisions};
+use crate::group::OFFSETS_TOPIC;
 
 /// Answers a CreatePartitions request.
 pub(super) async fn handle(
@@ -59,6 +60,10 @@ pub(crate) async fn grow(
     context: &KafkaContext,
 ) -> Result<(), Refusal> {
     let refused = |e: ControllerError| (controller_error(&e), e.to_string());
+    if name == OFFSETS_TOPIC {
+        // Groups are found by hashing into its partitions: more would move every group.
+        return Err(internal_topic(name, "given more partitions"));
+    }
     if validate_only {
         let metadata = context.controller.metadata();
         decisions::create_partitions(&metadata, name, count, 0).map_err(|e| refused(e.into()))?;

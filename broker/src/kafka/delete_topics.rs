@@ -10,7 +10,8 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{KafkaContext, Refusal, admin_timeout, controller_error};
+use super::{KafkaContext, Refusal, admin_timeout, controller_error, internal_topic};
+use crate::group::OFFSETS_TOPIC;
 
 /// Answers a DeleteTopics request.
 pub(super) async fn handle(
@@ -68,6 +69,9 @@ pub(crate) async fn delete(
     timeout: Duration,
     context: &KafkaContext,
 ) -> Result<(), Refusal> {
+    if name == OFFSETS_TOPIC {
+        return Err(internal_topic(name, "deleted"));
+    }
     context
         .controller
         .delete_topic(name)

@@ -182,5 +182,6 @@ fn topic(metadata: &ClusterMetadata, topic: &Topic) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(Uuid::from_bytes(*topic.id.as_bytes()))
+        .with_is_internal(topic.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
 }

@@ -20,17 +20,28 @@ mod api_versions;
 mod connection;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+mod delete_groups;
 mod delete_records;
 pub(crate) mod delete_topics;
 mod describe_cluster;
 pub(crate) mod describe_configs;
+mod describe_groups;
 pub(crate) mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 pub(crate) mod produce;
+mod sync_group;
 mod versions;
 
 use std::sync::Arc;
@@ -44,6 +55,7 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::controller::{ControllerError, ControllerView, ErrorKind};
+use crate::group::GroupCoordinator;
 use crate::partition::{
     Partition, PartitionError, ProduceError, ProducerStateError, ReplicaManager,
 };
@@ -67,11 +79,22 @@ pub struct KafkaContext {
     pub config: Arc<NodeConfig>,
     /// The cluster's id (`NodeConfig::cluster_id`), as Metadata and DescribeCluster report it.
     pub cluster_id: String,
+    /// The group coordinator: consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// How long an admin request waits for its change to reach this node's metadata when the
 /// client gives no timeout.
 const ADMIN_WAIT_DEFAULT_MS: u64 = 30_000;
+
+/// Who sent a request: what group members are described with.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Client<'a> {
+    /// The client id of the request header.
+    pub(super) id: &'a str,
+    /// The client's address, as Kafka shows it (`/127.0.0.1`).
+    pub(super) host: &'a str,
+}
 
 /// Why a request (or one partition or topic of it) was refused: the Kafka error, and a message
 /// saying what was wrong and what to do.
@@ -156,6 +179,17 @@ pub(crate) fn lookup(
             ),
         ),
     })
+}
+
+/// The refusal of a change to an internal topic (`__consumer_offsets`), which only the
+/// broker writes and shapes.
+pub(crate) fn internal_topic(name: &str, what: &str) -> Refusal {
+    (
+        ResponseError::InvalidTopicException,
+        format!(
+            "{name} is internal to the broker (consumer groups and offsets) and cannot be {what}"
+        ),
+    )
 }
 
 /// A partition's refusal as a [`Refusal`].

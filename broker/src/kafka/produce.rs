@@ -15,7 +15,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{KafkaContext, Refusal, lookup, refused};
+use super::{KafkaContext, Refusal, internal_topic, lookup, refused};
+use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use crate::storage::{AppendInfo, TopicPartition};
 
@@ -50,6 +51,9 @@ pub(crate) fn append(
     acks_all: bool,
     context: &KafkaContext,
 ) -> Result<Appended, Refusal> {
+    if tp.topic == OFFSETS_TOPIC {
+        return Err(internal_topic(&tp.topic, "written to by clients"));
+    }
     let partition = lookup(tp, context)?;
     if acks_all {
         partition.check_enough_replicas().map_err(|e| refused(&e))?;
