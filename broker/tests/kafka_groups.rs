@@ -39,7 +39,16 @@ fn fast_groups(config: &mut NodeConfig) {
     config.group_initial_rebalance_delay_ms = 500;
     config.offsets_topic_num_partitions = 4;
     config.offsets_topic_segment_bytes = 1024 * 1024;
+    config.group_consumer_heartbeat_interval_ms = 300;
 }
+
+/// The client settings of the classic protocol (the default) and of the consumer protocol
+/// (KIP-848), which takes no session or heartbeat settings from the client.
+const CLASSIC: &[(&str, &str)] = &[
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "300"),
+];
+const CONSUMER_PROTOCOL: &[(&str, &str)] = &[("group.protocol", "consumer")];
 
 /// Records the partitions each rebalance revoked from a consumer.
 #[derive(Default)]
@@ -73,8 +82,6 @@ fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> TestConsume
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "300")
         .set("topic.metadata.refresh.interval.ms", "1000");
     for (key, value) in extra {
         config.set(*key, *value);
@@ -182,6 +189,17 @@ fn consume(consumers: &[&TestConsumer], count: usize) -> Vec<Vec<(i32, String)>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_split_six_partitions_and_rebalance_as_members_come_and_go() {
+    split_and_rebalance(CLASSIC).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_protocol_splits_and_rebalances_with_server_side_assignment() {
+    split_and_rebalance(CONSUMER_PROTOCOL).await;
+}
+
+/// Three consumers share six partitions and read every record once; a fourth joins and one
+/// leaves, and after each change every partition has exactly one owner.
+async fn split_and_rebalance(protocol: &'static [(&'static str, &'static str)]) {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path()).await;
     let bootstrap = node.kafka_addr().to_string();
@@ -192,7 +210,7 @@ async fn three_consumers_split_six_partitions_and_rebalance_as_members_come_and_
         move || {
             let members: Vec<TestConsumer> = (0..3)
                 .map(|_| {
-                    let c = consumer(&bootstrap, "split", &[]);
+                    let c = consumer(&bootstrap, "split", protocol);
                     c.subscribe(&["orders"]).unwrap();
                     c
                 })
@@ -231,7 +249,7 @@ async fn three_consumers_split_six_partitions_and_rebalance_as_members_come_and_
     let (members, fourth) = tokio::task::spawn_blocking({
         let bootstrap = bootstrap.clone();
         move || {
-            let fourth = consumer(&bootstrap, "split", &[]);
+            let fourth = consumer(&bootstrap, "split", protocol);
             fourth.subscribe(&["orders"]).unwrap();
             let deadline = Instant::now() + WAIT;
             loop {
@@ -281,7 +299,7 @@ async fn committed_offsets_outlive_the_consumer_that_committed_them() {
     let first_read = tokio::task::spawn_blocking({
         let bootstrap = bootstrap.clone();
         move || {
-            let c = consumer(&bootstrap, "billing", &[]);
+            let c = consumer(&bootstrap, "billing", CLASSIC);
             c.subscribe(&["payments"]).unwrap();
             let read = consume(&[&c], 300);
             c.commit_consumer_state(CommitMode::Sync)
@@ -308,7 +326,7 @@ async fn committed_offsets_outlive_the_consumer_that_committed_them() {
     let second_read = tokio::task::spawn_blocking({
         let bootstrap = bootstrap.clone();
         move || {
-            let c = consumer(&bootstrap, "billing", &[]);
+            let c = consumer(&bootstrap, "billing", CLASSIC);
             c.subscribe(&["payments"]).unwrap();
             let read = consume(&[&c], 120);
             // Nothing more arrives: nothing committed is delivered again.
@@ -330,7 +348,11 @@ async fn the_cooperative_sticky_assignor_moves_only_the_partitions_it_must() {
     let node = start_node(dir.path()).await;
     let bootstrap = node.kafka_addr().to_string();
     create_topic(&node, "events").await;
-    let cooperative = [("partition.assignment.strategy", "cooperative-sticky")];
+    let cooperative = [
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        CLASSIC[0],
+        CLASSIC[1],
+    ];
     tokio::task::spawn_blocking(move || {
         let a = consumer(&bootstrap, "sticky", &cooperative);
         let b = consumer(&bootstrap, "sticky", &cooperative);

@@ -18,12 +18,17 @@ use kafka_protocol::ResponseError;
 use tokio::sync::{oneshot, watch};
 use weir_proto::batch::{self, EncodeOptions, Record};
 
+use super::assignor::Assignment;
 use super::classic::{
     ClassicGroup, ClassicLimits, ClassicState, Effects, Join, Joined, Reply, RequestId, Sync,
     Synced,
 };
-use super::records::{CommittedOffset, GroupRecord};
+use super::consumer::{
+    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupRecord, GroupError, GroupState,
+    HeartbeatRequest, TopicsView,
+};
 use super::metrics::{self, GroupReport, GroupSample};
+use super::records::{CommittedOffset, GroupRecord};
 use super::{GroupRefusal, OFFSETS_TOPIC, partition_for};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -65,6 +70,8 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// The classic protocol's limits.
     pub(crate) classic: ClassicLimits,
+    /// The consumer protocol's settings.
+    pub(crate) consumer: ConsumerGroupConfig,
 }
 
 impl GroupConfig {
@@ -84,6 +91,11 @@ impl GroupConfig {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
                 max_size: config.group_max_size,
+            },
+            consumer: ConsumerGroupConfig {
+                session_timeout_ms: i64::from(config.group_consumer_session_timeout_ms),
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+                max_size: usize::try_from(config.group_max_size).unwrap_or(usize::MAX),
             },
         }
     }
@@ -141,11 +153,63 @@ pub(crate) struct MemberDescription {
     pub(crate) assignment: Bytes,
 }
 
-/// A group and its committed offsets.
+/// A group and its committed offsets. A group on the consumer protocol has `consumer`; its
+/// classic part then stays empty.
 #[derive(Debug)]
 struct GroupEntry {
     group: ClassicGroup,
+    consumer: Option<ConsumerGroup>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+}
+
+impl GroupEntry {
+    /// The state ListGroups and the metrics show.
+    fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(consumer) => consumer_state_name(consumer.state()),
+            None => self.group.state().name(),
+        }
+    }
+
+    fn is_dead(&self) -> bool {
+        match &self.consumer {
+            Some(consumer) => consumer.state() == GroupState::Dead,
+            None => self.group.state() == ClassicState::Dead,
+        }
+    }
+
+    fn member_count(&self) -> usize {
+        match &self.consumer {
+            Some(consumer) => consumer.describe().members.len(),
+            None => self.group.members().len(),
+        }
+    }
+}
+
+/// A consumer-protocol group state's name, as Kafka shows it.
+fn consumer_state_name(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Empty => "Empty",
+        GroupState::Assigning => "Assigning",
+        GroupState::Reconciling => "Reconciling",
+        GroupState::Stable => "Stable",
+        GroupState::Dead => "Dead",
+    }
+}
+
+/// A consumer-protocol refusal as a [`GroupRefusal`].
+fn consumer_refusal(error: &GroupError) -> GroupRefusal {
+    (error.code(), error.to_string())
+}
+
+/// A ConsumerGroupHeartbeat's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerHeartbeatResult {
+    pub(crate) member_id: String,
+    pub(crate) member_epoch: i32,
+    pub(crate) heartbeat_interval_ms: i32,
+    /// The partitions the member must own, when it is to be told.
+    pub(crate) assignment: Option<Assignment>,
 }
 
 type GroupSlot = Arc<tokio::sync::Mutex<GroupEntry>>;
@@ -188,6 +252,7 @@ impl Shard {
         Arc::clone(lock(&self.groups).entry(id.to_string()).or_insert_with(|| {
             Arc::new(tokio::sync::Mutex::new(GroupEntry {
                 group: ClassicGroup::new(id, now_ms),
+                consumer: None,
                 offsets: BTreeMap::new(),
             }))
         }))
@@ -304,6 +369,8 @@ pub struct GroupCoordinator {
     next_request: AtomicU64,
     /// One creation of the offsets topic at a time.
     creating: tokio::sync::Mutex<()>,
+    /// The metadata the consumer groups last compared their subscriptions with.
+    topics_seen: Mutex<Option<Arc<crate::controller::ClusterMetadata>>>,
 }
 
 impl GroupCoordinator {
@@ -323,6 +390,7 @@ impl GroupCoordinator {
             shards: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             creating: tokio::sync::Mutex::new(()),
+            topics_seen: Mutex::new(None),
         }
     }
 
@@ -448,10 +516,19 @@ impl GroupCoordinator {
                     Some(value) => ClassicGroup::from_value(&id, value, now_ms),
                     None => ClassicGroup::new(&id, now_ms),
                 };
+                let consumer = loaded.consumer.and_then(|records| {
+                    let mut consumer = ConsumerGroup::new(id.clone(), self.config.consumer);
+                    for record in records {
+                        consumer.replay(record);
+                    }
+                    consumer.loaded(now_ms);
+                    (consumer.state() != GroupState::Dead).then_some(consumer)
+                });
                 slots.insert(
                     id,
                     Arc::new(tokio::sync::Mutex::new(GroupEntry {
                         group,
+                        consumer,
                         offsets: loaded.offsets,
                     })),
                 );
@@ -628,6 +705,10 @@ impl GroupCoordinator {
         };
         let settled = {
             let mut entry = slot.lock().await;
+            if let Err(refusal) = self.leave_consumer_protocol(&shard, &mut entry).await {
+                lock(&shard.waiters).remove(&request);
+                return Err(refusal);
+            }
             let mut group = entry.group.clone();
             match group.join(join, &self.config.classic, now_ms) {
                 Ok(effects) => self.settle(&shard, &mut entry, group, effects).await,
@@ -809,9 +890,14 @@ impl GroupCoordinator {
             }
         };
         let mut entry = slot.lock().await;
-        entry
-            .group
-            .validate_commit(member_id, instance_id, generation)?;
+        match &entry.consumer {
+            Some(consumer) => consumer
+                .validate_offset_commit(member_id, generation)
+                .map_err(|e| consumer_refusal(&e))?,
+            None => entry
+                .group
+                .validate_commit(member_id, instance_id, generation)?,
+        }
         let metadata = self.controller.metadata();
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
@@ -871,15 +957,26 @@ impl GroupCoordinator {
     }
 
     /// OffsetFetch: the committed offsets of `partitions` (topic, partitions), or of every
-    /// partition the group committed for when `None`.
-    pub(crate) async fn fetch_offsets(
+    /// partition the group committed for when `None`. A member of a consumer-protocol group
+    /// (OffsetFetch v9) gives its id and epoch, which are checked.
+    pub(crate) async fn fetch_offsets_as(
         self: &Arc<Self>,
         group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
         partitions: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<OffsetFetchResult>, GroupRefusal> {
         let shard = self.shard(group_id)?;
         let offsets = match shard.group(group_id) {
-            Some(slot) => slot.lock().await.offsets.clone(),
+            Some(slot) => {
+                let entry = slot.lock().await;
+                if let Some(consumer) = &entry.consumer {
+                    consumer
+                        .validate_offset_fetch(member_id, member_epoch)
+                        .map_err(|e| consumer_refusal(&e))?;
+                }
+                entry.offsets.clone()
+            }
             None => BTreeMap::new(),
         };
         Ok(match partitions {
@@ -913,15 +1010,19 @@ impl GroupCoordinator {
         for shard in shards {
             for slot in shard.slots() {
                 let entry = slot.lock().await;
-                let group = &entry.group;
-                if group.state() == ClassicState::Dead {
+                if entry.is_dead() {
                     continue;
                 }
+                let group = &entry.group;
+                let (protocol_type, group_type) = match &entry.consumer {
+                    Some(_) => ("consumer", "consumer"),
+                    None => (group.protocol_type().unwrap_or_default(), "classic"),
+                };
                 listed.push(GroupListing {
                     group_id: group.id().to_string(),
-                    protocol_type: group.protocol_type().unwrap_or_default().to_string(),
-                    state: group.state().name(),
-                    group_type: "classic",
+                    protocol_type: protocol_type.to_string(),
+                    state: entry.state_name(),
+                    group_type,
                 });
             }
         }
@@ -945,6 +1046,9 @@ impl GroupCoordinator {
             });
         };
         let entry = slot.lock().await;
+        if let Some(consumer) = &entry.consumer {
+            return Ok(self.describe_consumer_group(consumer));
+        }
         let group = &entry.group;
         let stable = group.state() == ClassicState::Stable;
         let protocol = group.protocol().unwrap_or_default().to_string();
@@ -992,6 +1096,14 @@ impl GroupCoordinator {
         };
         let slot = shard.group(group_id).ok_or_else(not_found)?;
         let mut entry = slot.lock().await;
+        let mut consumer_records = Vec::new();
+        if let Some(consumer) = &entry.consumer {
+            let mut consumer = consumer.clone();
+            if consumer.state() == GroupState::Dead {
+                return Err(not_found());
+            }
+            consumer_records = consumer.delete().map_err(|e| consumer_refusal(&e))?;
+        }
         match entry.group.state() {
             ClassicState::Dead => return Err(not_found()),
             ClassicState::Empty => {}
@@ -1020,8 +1132,12 @@ impl GroupCoordinator {
             group: group_id.to_string(),
             value: None,
         });
+        for record in consumer_records {
+            records.extend(GroupRecord::consumer(group_id, record));
+        }
         let now_ms = self.now_ms();
         shard.write(&records, now_ms).await?;
+        entry.consumer = None;
         entry.offsets.clear();
         let effects = entry.group.shut(now_ms);
         shard.dispatch(effects.replies);
@@ -1046,7 +1162,17 @@ impl GroupCoordinator {
         })?;
         let mut entry = slot.lock().await;
         let group = &entry.group;
-        let subscribed = if group.state() == ClassicState::Empty {
+        let subscribed = if let Some(consumer) = &entry.consumer {
+            let mut topics: Vec<String> = consumer
+                .describe()
+                .members
+                .into_iter()
+                .flat_map(|m| m.subscribed_topic_names)
+                .collect();
+            topics.sort();
+            topics.dedup();
+            topics
+        } else if group.state() == ClassicState::Empty {
             Vec::new()
         } else if group.protocol_type() == Some("consumer") {
             subscribed_topics(group)
@@ -1100,7 +1226,7 @@ impl GroupCoordinator {
             }
             for slot in shard.slots() {
                 let entry = slot.lock().await;
-                if entry.group.state() == ClassicState::Dead {
+                if entry.is_dead() {
                     continue;
                 }
                 let offsets = entry
@@ -1114,8 +1240,8 @@ impl GroupCoordinator {
                     .collect();
                 samples.push(GroupSample {
                     group: entry.group.id().to_string(),
-                    state: entry.group.state().name(),
-                    members: entry.group.members().len(),
+                    state: entry.state_name(),
+                    members: entry.member_count(),
                     offsets,
                 });
             }
@@ -1126,6 +1252,14 @@ impl GroupCoordinator {
     /// Runs the timers of every loaded group whose time has come.
     async fn run_timers(&self) {
         let shards: Vec<Arc<Shard>> = lock(&self.shards).values().cloned().collect();
+        // Consumer groups look at the topics again only when the metadata changed.
+        let metadata = self.controller.metadata();
+        let topics = {
+            let mut seen = lock(&self.topics_seen);
+            let changed = seen.as_ref().is_none_or(|m| !Arc::ptr_eq(m, &metadata));
+            *seen = Some(Arc::clone(&metadata));
+            changed.then(|| topics_view(&metadata))
+        };
         for shard in shards {
             if !*shard.loaded.borrow() || shard.closed.load(Ordering::Acquire) {
                 continue;
@@ -1136,6 +1270,38 @@ impl GroupCoordinator {
                 let Ok(mut entry) = slot.try_lock() else {
                     continue;
                 };
+                if let Some(consumer) = &entry.consumer {
+                    let due = consumer.next_deadline().is_some_and(|d| d <= now_ms);
+                    if !due && topics.is_none() {
+                        continue;
+                    }
+                    let mut consumer = consumer.clone();
+                    let mut records = if due {
+                        consumer.expire(now_ms)
+                    } else {
+                        Vec::new()
+                    };
+                    if let Some(topics) = &topics {
+                        records.extend(consumer.metadata_changed(topics));
+                    }
+                    if !records.is_empty() {
+                        let id = entry.group.id().to_string();
+                        let logged: Vec<GroupRecord> = records
+                            .into_iter()
+                            .flat_map(|r| GroupRecord::consumer(&id, r))
+                            .collect();
+                        match shard.write(&logged, now_ms).await {
+                            Ok(()) => {
+                                tracing::info!(group = %id, group_epoch = consumer.group_epoch(),
+                                    "a consumer group's members or topics changed");
+                                entry.consumer = Some(consumer);
+                            }
+                            Err((_, message)) => tracing::warn!(%message,
+                                "a consumer group's timer could not write its change; retrying"),
+                        }
+                    }
+                    continue;
+                }
                 if entry.group.next_deadline().is_none_or(|d| d > now_ms) {
                     continue;
                 }
@@ -1204,6 +1370,133 @@ impl GroupCoordinator {
                     lock(&shard.groups).remove(&group_id);
                 }
             }
+        }
+    }
+
+    /// A group on the consumer protocol that lost its last member and is joined with the
+    /// classic protocol becomes a classic group (its consumer records are deleted first); one
+    /// with members is refused.
+    async fn leave_consumer_protocol(
+        &self,
+        shard: &Shard,
+        entry: &mut GroupEntry,
+    ) -> Result<(), GroupRefusal> {
+        let Some(consumer) = &entry.consumer else {
+            return Ok(());
+        };
+        let group_id = entry.group.id().to_string();
+        let mut consumer = consumer.clone();
+        let records = consumer.delete().map_err(|_| {
+            (
+                ResponseError::InconsistentGroupProtocol,
+                format!(
+                    "group {group_id:?} uses the consumer protocol (group.protocol=consumer) and \
+                     has members; join it with the same protocol"
+                ),
+            )
+        })?;
+        let logged: Vec<GroupRecord> = records
+            .into_iter()
+            .flat_map(|r| GroupRecord::consumer(&group_id, r))
+            .collect();
+        shard.write(&logged, self.now_ms()).await?;
+        entry.consumer = None;
+        Ok(())
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): joins, heartbeats, reconciles or leaves a group on
+    /// the consumer protocol, whose assignment the coordinator computes.
+    pub(crate) async fn consumer_heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        request: HeartbeatRequest,
+    ) -> Result<ConsumerHeartbeatResult, GroupRefusal> {
+        let shard = self.shard(group_id)?;
+        let now_ms = self.now_ms();
+        let joining = request.member_epoch == super::consumer::JOIN_GROUP_MEMBER_EPOCH;
+        let slot = match shard.group(group_id) {
+            Some(slot) => slot,
+            None if joining => shard.group_or_create(group_id, now_ms),
+            None => {
+                return Err((
+                    ResponseError::UnknownMemberId,
+                    format!("group {group_id:?} does not exist; join it with member epoch 0"),
+                ));
+            }
+        };
+        let mut entry = slot.lock().await;
+        let mut records = Vec::new();
+        let mut consumer = match &entry.consumer {
+            Some(consumer) => consumer.clone(),
+            None => {
+                if entry.group.state() != ClassicState::Empty {
+                    return Err((
+                        ResponseError::GroupIdNotFound,
+                        format!(
+                            "group {group_id:?} is a classic group with members; it cannot be \
+                             joined with group.protocol=consumer until they leave"
+                        ),
+                    ));
+                }
+                if entry.group.generation() > 0 {
+                    // The classic group's record goes: the group is a consumer group now.
+                    records.push(GroupRecord::Classic {
+                        group: group_id.to_string(),
+                        value: None,
+                    });
+                }
+                ConsumerGroup::new(group_id.to_string(), self.config.consumer)
+            }
+        };
+        let topics = topics_view(&self.controller.metadata());
+        let outcome = consumer
+            .heartbeat(request, &topics, now_ms)
+            .map_err(|e| consumer_refusal(&e))?;
+        records.extend(
+            outcome
+                .records
+                .into_iter()
+                .flat_map(|r| GroupRecord::consumer(group_id, r)),
+        );
+        if !records.is_empty() {
+            shard.write(&records, now_ms).await?;
+        }
+        if entry.consumer.is_none() {
+            entry.group = ClassicGroup::new(group_id, now_ms);
+        }
+        entry.consumer = Some(consumer);
+        Ok(ConsumerHeartbeatResult {
+            member_id: outcome.member_id,
+            member_epoch: outcome.member_epoch,
+            heartbeat_interval_ms: outcome.heartbeat_interval_ms,
+            assignment: outcome.assignment,
+        })
+    }
+
+    /// A consumer-protocol group as DescribeGroups shows it: members with their subscription
+    /// and assignment in the classic consumer protocol's encoding, so tools read both kinds
+    /// of group alike.
+    fn describe_consumer_group(&self, consumer: &ConsumerGroup) -> GroupDescription {
+        let description = consumer.describe();
+        let metadata = self.controller.metadata();
+        let name_of = |id: &uuid::Uuid| metadata.topic(*id).map(|t| t.name.clone());
+        GroupDescription {
+            group_id: description.group_id.clone(),
+            state: consumer_state_name(description.state),
+            protocol_type: "consumer".to_string(),
+            protocol: description.assignor_name.to_string(),
+            members: description
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    metadata: encode_subscription(&m.subscribed_topic_names),
+                    assignment: encode_assignment(&m.assignment, &name_of),
+                })
+                .collect(),
         }
     }
 
@@ -1330,6 +1623,8 @@ fn subscribed_topics(group: &ClassicGroup) -> Vec<String> {
 #[derive(Debug, Default)]
 struct LoadedGroup {
     classic: Option<super::classic::ClassicValue>,
+    /// The consumer-protocol records, in log order, to replay.
+    consumer: Option<Vec<ConsumerGroupRecord>>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// The group's own record was a tombstone (deleted) and nothing came after.
     deleted: bool,
@@ -1404,8 +1699,73 @@ fn apply(groups: &mut HashMap<String, LoadedGroup>, record: GroupRecord) {
         }
         GroupRecord::Classic { group, value } => {
             let loaded = groups.entry(group).or_default();
-            loaded.deleted = value.is_none();
+            loaded.deleted = value.is_none() && loaded.consumer.is_none();
             loaded.classic = value;
         }
+        GroupRecord::Consumer { group, record } => {
+            let loaded = groups.entry(group).or_default();
+            let deleted = record == ConsumerGroupRecord::GroupDeleted;
+            loaded.consumer.get_or_insert_with(Vec::new).push(record);
+            if deleted {
+                // The group's records before its deletion are not needed to rebuild it.
+                loaded.consumer = None;
+                loaded.deleted = loaded.classic.is_none();
+            } else {
+                loaded.deleted = false;
+            }
+        }
+        GroupRecord::ConsumerTombstone { .. } => {}
+    }
+}
+
+/// Every topic of `metadata` by name, as the consumer groups see them.
+fn topics_view(metadata: &crate::controller::ClusterMetadata) -> TopicsView {
+    let mut topics = TopicsView::new();
+    for topic in metadata.topics() {
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        topics.insert(topic.name.clone(), topic.id, count);
+    }
+    topics
+}
+
+/// Topics as Kafka's ConsumerProtocolSubscription (version 0, after its i16 version).
+fn encode_subscription(topics: &std::collections::BTreeSet<String>) -> Bytes {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let subscription = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().cloned().map(StrBytes::from_string).collect());
+    let mut buf = bytes::BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, 0);
+    match subscription.encode(&mut buf, 0) {
+        Ok(()) => buf.freeze(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// An assignment as Kafka's ConsumerProtocolAssignment (version 0), topics by name.
+fn encode_assignment(
+    assignment: &Assignment,
+    name_of: &dyn Fn(&uuid::Uuid) -> Option<String>,
+) -> Bytes {
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let partitions = assignment
+        .iter()
+        .filter_map(|(id, partitions)| {
+            let name = name_of(id)?;
+            Some(
+                TopicPartition::default()
+                    .with_topic(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(partitions.iter().copied().collect()),
+            )
+        })
+        .collect();
+    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(partitions);
+    let mut buf = bytes::BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, 0);
+    match assignment.encode(&mut buf, 0) {
+        Ok(()) => buf.freeze(),
+        Err(_) => Bytes::new(),
     }
 }

@@ -10,6 +10,10 @@
 //! ```
 //!
 //! - `classic.rs`: one group on the classic protocol, a pure state machine.
+//! - `consumer.rs`: one group on the consumer protocol (KIP-848, ConsumerGroupHeartbeat), a
+//!   pure state machine: the coordinator computes the assignment (`assignor.rs`: uniform and
+//!   range, balanced and sticky) and members reach it by revoking before anyone else is given
+//!   a partition.
 //! - `metrics.rs`: members, states, rebalances and lag of the groups coordinated here.
 //! - `records.rs`: the records of `__consumer_offsets` (protobuf keys and values).
 //! - `coordinator.rs`: [`GroupCoordinator`], the runtime: the offsets topic, which partitions
@@ -22,7 +26,9 @@
 //! - Each group's requests are handled one at a time (a lock per group, held across its
 //!   write); different groups proceed in parallel.
 
+pub(crate) mod assignor;
 pub(crate) mod classic;
+pub(crate) mod consumer;
 mod coordinator;
 mod metrics;
 pub(crate) mod records;

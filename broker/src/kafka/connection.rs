@@ -9,9 +9,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{
-    Client, KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, create_partitions,
-    create_topics, delete_groups, delete_records, delete_topics, describe_cluster,
-    describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
+    Client, KafkaContext, MAX_REQUEST_BYTES, alter_configs, api_versions, consumer_group_heartbeat,
+    create_partitions, create_topics, delete_groups, delete_records, delete_topics,
+    describe_cluster, describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
     incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
     list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
     produce, sync_group, versions,
@@ -139,6 +139,9 @@ async fn answer(
         RequestKind::FindCoordinator(request) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(request, version, context).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(request) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(request, version, &client, context).await,
+        ),
         RequestKind::JoinGroup(request) => {
             ResponseKind::JoinGroup(join_group::handle(request, version, &client, context).await)
         }

@@ -18,6 +18,7 @@
 pub(crate) mod alter_configs;
 mod api_versions;
 mod connection;
+mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 mod delete_groups;

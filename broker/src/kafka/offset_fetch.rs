@@ -27,7 +27,11 @@ pub(super) async fn handle(
                     .map(|t| (t.name.to_string(), t.partition_indexes))
                     .collect()
             });
-            groups.push(fetch_group(group.group_id, asked, context).await);
+            let member = group
+                .member_id
+                .as_deref()
+                .map(|m| (m.to_string(), group.member_epoch));
+            groups.push(fetch_group(group.group_id, member, asked, context).await);
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -37,7 +41,7 @@ pub(super) async fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let group = fetch_group(request.group_id, asked, context).await;
+    let group = fetch_group(request.group_id, None, asked, context).await;
     let topics = group
         .topics
         .into_iter()
@@ -67,11 +71,20 @@ pub(super) async fn handle(
 
 async fn fetch_group(
     group_id: GroupId,
+    member: Option<(String, i32)>,
     asked: Option<Vec<(String, Vec<i32>)>>,
     context: &KafkaContext,
 ) -> OffsetFetchResponseGroup {
     let response = OffsetFetchResponseGroup::default().with_group_id(group_id.clone());
-    match context.groups.fetch_offsets(&group_id, asked.clone()).await {
+    let (member_id, member_epoch) = match &member {
+        Some((id, epoch)) => (Some(id.as_str()), *epoch),
+        None => (None, -1),
+    };
+    let fetched = context
+        .groups
+        .fetch_offsets_as(&group_id, member_id, member_epoch, asked.clone())
+        .await;
+    match fetched {
         Ok(offsets) => response.with_topics(by_topic(offsets)),
         Err((error, message)) => {
             tracing::debug!(group = %group_id.0, %message, "OffsetFetch refused");
