@@ -584,7 +584,20 @@ impl GroupCoordinator {
                 self.sweep();
                 match lock(&self.shards).get(&p).cloned() {
                     Some(shard) if Self::still_leads(&shard) => shard,
-                    _ => return Err(not_coordinator(group, self.config.broker_id)),
+                    _ => {
+                        let leader = usize::try_from(p)
+                            .ok()
+                            .and_then(|p| topic.partitions.get(p))
+                            .and_then(|p| p.leader);
+                        if leader == Some(self.config.broker_id) {
+                            // The metadata names this broker; its replica is still opening.
+                            return Err((
+                                ResponseError::CoordinatorLoadInProgress,
+                                format!("the coordinator of group {group:?} is starting; retry"),
+                            ));
+                        }
+                        return Err(not_coordinator(group, self.config.broker_id));
+                    }
                 }
             }
         };
