@@ -25,6 +25,8 @@
 //!   finds every change a client was told of.
 //! - Each group's requests are handled one at a time (a lock per group, held across its
 //!   write); different groups proceed in parallel.
+//! - Under the consumer protocol no partition is assigned to two members at once: a member is
+//!   given a partition only once no other member holds it, assigned or pending revocation.
 
 pub(crate) mod assignor;
 pub(crate) mod classic;
