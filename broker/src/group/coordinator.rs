@@ -400,7 +400,29 @@ impl GroupCoordinator {
 
     /// Follows this broker's leaderships of `__consumer_offsets` (loading and dropping
     /// shards), runs the groups' timers and expires old offsets, until `stop` fires.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        // Timers may wait on a write (up to WRITE_TIMEOUT): they run beside the leadership
+        // sweep, so a slow write never delays loading a partition this broker now leads.
+        let timers = tokio::spawn(Arc::clone(&self).run_maintenance(stop.clone()));
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopped = stopped(stop);
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                () = &mut stopped => break,
+                _ = tick.tick() => self.sweep(),
+            }
+        }
+        timers.abort();
+        let shards: Vec<Arc<Shard>> = lock(&self.shards).drain().map(|(_, s)| s).collect();
+        for shard in shards {
+            self.unload(&shard).await;
+        }
+    }
+
+    /// The groups' timers, offset expiration and metrics, until `stop` fires.
+    async fn run_maintenance(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retention = tokio::time::interval(Duration::from_millis(
@@ -410,25 +432,15 @@ impl GroupCoordinator {
         let mut report = tokio::time::interval(REPORT_INTERVAL);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reported = GroupReport::default();
-        let stopped = async move {
-            // The guard `wait_for` returns is not `Send`: drop it here.
-            let _stopped = stop.wait_for(|&stopped| stopped).await.is_ok();
-        };
+        let stopped = stopped(stop);
         tokio::pin!(stopped);
         loop {
             tokio::select! {
                 () = &mut stopped => break,
-                _ = tick.tick() => {
-                    self.sweep();
-                    self.run_timers().await;
-                }
+                _ = tick.tick() => self.run_timers().await,
                 _ = retention.tick() => self.expire_offsets().await,
                 _ = report.tick() => reported.report(&self.samples().await),
             }
-        }
-        let shards: Vec<Arc<Shard>> = lock(&self.shards).drain().map(|(_, s)| s).collect();
-        for shard in shards {
-            self.unload(&shard).await;
         }
     }
 
@@ -1630,6 +1642,12 @@ fn subscribed_topics(group: &ClassicGroup) -> Vec<String> {
     topics.sort();
     topics.dedup();
     topics
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: it is dropped here, not held by a caller.
+    let _stopped = stop.wait_for(|&stopped| stopped).await.is_ok();
 }
 
 /// What replaying a partition found for one group.

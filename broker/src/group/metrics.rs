@@ -124,3 +124,103 @@ fn label_pairs(labels: &(String, String, String)) -> [(&'static str, String); 3]
         ("partition", labels.2.clone()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    fn sample(group: &str, state: &'static str, members: usize, end: Option<i64>) -> GroupSample {
+        GroupSample {
+            group: group.to_string(),
+            state,
+            members,
+            offsets: [(("t".to_string(), 0), (40, end))].into(),
+        }
+    }
+
+    /// Every gauge by name and sorted labels.
+    fn gauges(recorder: &DebuggingRecorder) -> HashMap<String, f64> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| {
+                let mut labels: Vec<String> = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                let name = format!("{}{{{}}}", key.key().name(), labels.join(","));
+                match value {
+                    DebugValue::Gauge(v) => Some((name, v.into_inner())),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_are_reported_by_state_with_lag_and_zeroed_once_gone() {
+        let recorder = DebuggingRecorder::new();
+        let mut report = GroupReport::default();
+        metrics::with_local_recorder(&recorder, || {
+            report.report(&[
+                sample("a", "Stable", 3, Some(100)),
+                sample("b", "Empty", 0, None),
+            ]);
+        });
+        let values = gauges(&recorder);
+        assert_eq!(values["weir_groups{state=Stable}"], 1.0);
+        assert_eq!(values["weir_groups{state=Empty}"], 1.0);
+        assert_eq!(values["weir_groups{state=PreparingRebalance}"], 0.0);
+        assert_eq!(values["weir_group_members{group=a}"], 3.0);
+        assert_eq!(
+            values["weir_group_lag_records{group=a,partition=0,topic=t}"],
+            60.0
+        );
+        assert_eq!(
+            values["weir_group_committed_offset{group=b,partition=0,topic=t}"],
+            40.0
+        );
+        // No replica of the partition here: no lag is claimed.
+        assert!(!values.contains_key("weir_group_lag_records{group=b,partition=0,topic=t}"));
+
+        metrics::with_local_recorder(&recorder, || {
+            report.report(&[sample("b", "Empty", 0, None)]);
+        });
+        let values = gauges(&recorder);
+        assert_eq!(values["weir_groups{state=Stable}"], 0.0);
+        assert_eq!(values["weir_group_members{group=a}"], 0.0);
+        assert_eq!(
+            values["weir_group_lag_records{group=a,partition=0,topic=t}"],
+            0.0
+        );
+    }
+
+    #[test]
+    fn rebalances_are_counted_per_group() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            rebalanced("a", 1);
+            rebalanced("a", 2);
+            rebalanced("b", 0);
+        });
+        let counters: Vec<(String, u64)> = recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) => Some((key.key().name().to_string(), n)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counters, vec![(REBALANCES.to_string(), 3)]);
+    }
+}
