@@ -1,6 +1,7 @@
 //! The public gRPC API (`weir.v1`, `proto/weir/v1/*.proto`) on `--grpc-addr`: the `Broker`
-//! service (produce, pipelined produce, fetch, subscribe, offsets) and the `Admin` service
-//! (metadata, topics, configs). This is the only place the prost types of `weir.v1` meet the
+//! service (produce, pipelined produce, fetch, subscribe, offsets), the `Admin` service
+//! (metadata, topics, configs) and the `Groups` service (consumer groups' coordinators,
+//! committed offsets, lag, deletion and offset resets). This is the only place the prost types of `weir.v1` meet the
 //! domain types.
 //!
 //! ```text
@@ -28,8 +29,11 @@
 mod admin;
 mod convert;
 mod fetch;
+mod groups;
+mod leader_offsets;
 mod offsets;
 mod produce;
+mod reset;
 mod status;
 mod subscribe;
 
@@ -45,6 +49,7 @@ use tonic::{Request, Response, Status, Streaming};
 use weir_proto::v1 as pb;
 use weir_proto::v1::admin_server::AdminServer;
 use weir_proto::v1::broker_server::{Broker, BrokerServer};
+use weir_proto::v1::groups_server::GroupsServer;
 
 use crate::kafka::{KafkaContext, MAX_REQUEST_BYTES};
 
@@ -77,7 +82,11 @@ pub async fn serve(listener: TcpListener, context: KafkaContext, stop: watch::Re
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            AdminServer::new(admin::AdminService::new(shared))
+            AdminServer::new(admin::AdminService::new(shared.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            GroupsServer::new(groups::GroupsService::new(shared))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         // Small messages (a produce acknowledgement, a few records) go out at once.

@@ -43,8 +43,9 @@ pub(super) fn list_offsets(
     pb::ListOffsetsResponse { partitions }
 }
 
-/// The offset, timestamp and leader epoch that answer `query`.
-fn find(
+/// The offset, timestamp and leader epoch that answer `query` from the partition held here
+/// (the offset -1 when no record qualifies).
+pub(super) fn find(
     tp: &TopicPartition,
     query: &pb::OffsetQuery,
     context: &KafkaContext,

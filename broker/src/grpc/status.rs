@@ -32,7 +32,7 @@ pub(super) fn kafka_name(error: ResponseError) -> String {
 pub(super) fn code(error: ResponseError) -> Code {
     use ResponseError as E;
     match error {
-        E::UnknownTopicOrPartition | E::UnknownTopicId => Code::NotFound,
+        E::UnknownTopicOrPartition | E::UnknownTopicId | E::GroupIdNotFound => Code::NotFound,
         E::TopicAlreadyExists => Code::AlreadyExists,
         // Retry, perhaps after refreshing metadata.
         E::NotLeaderOrFollower
@@ -42,10 +42,21 @@ pub(super) fn code(error: ResponseError) -> Code {
         | E::NotEnoughReplicasAfterAppend
         | E::NotController
         | E::BrokerNotAvailable
-        | E::KafkaStorageError => Code::Unavailable,
+        | E::KafkaStorageError
+        | E::OffsetNotAvailable
+        // Find the group's coordinator (again) and retry there.
+        | E::NotCoordinator
+        | E::CoordinatorNotAvailable
+        | E::CoordinatorLoadInProgress => Code::Unavailable,
         E::RequestTimedOut => Code::DeadlineExceeded,
         E::OffsetOutOfRange => Code::OutOfRange,
-        E::FencedLeaderEpoch => Code::FailedPrecondition,
+        // The state must change first: the group's members leave, or the member rejoins.
+        E::FencedLeaderEpoch
+        | E::NonEmptyGroup
+        | E::IllegalGeneration
+        | E::UnknownMemberId
+        | E::RebalanceInProgress
+        | E::FencedInstanceId => Code::FailedPrecondition,
         E::CorruptMessage
         | E::InvalidRecord
         | E::InvalidTimestamp
@@ -57,6 +68,8 @@ pub(super) fn code(error: ResponseError) -> Code {
         | E::InvalidReplicationFactor
         | E::InvalidConfig
         | E::InvalidRequest
+        | E::InvalidGroupId
+        | E::OffsetMetadataTooLarge
         | E::PolicyViolation => Code::InvalidArgument,
         _ => Code::Internal,
     }
