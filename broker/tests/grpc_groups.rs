@@ -744,3 +744,123 @@ async fn on_two_brokers_the_coordinator_asks_the_other_leader_and_others_refuse(
 
     cluster.shutdown().await;
 }
+
+/// One consumer-protocol heartbeat over gRPC.
+async fn heartbeat(
+    client: &mut GroupsClient<Channel>,
+    member_id: &str,
+    member_epoch: i32,
+    subscribe: bool,
+    owned: Option<&BTreeMap<String, Vec<i32>>>,
+) -> pb::HeartbeatResponse {
+    client
+        .heartbeat(pb::HeartbeatRequest {
+            group: "assigned".to_string(),
+            member_id: member_id.to_string(),
+            member_epoch,
+            rebalance_timeout_ms: if subscribe { 30_000 } else { -1 },
+            subscribed_topics: subscribe.then(|| pb::TopicNames {
+                names: vec!["work".to_string()],
+            }),
+            owned: owned.map(|owned| pb::Assignment {
+                topics: owned
+                    .iter()
+                    .map(|(topic, partitions)| pb::AssignedPartitions {
+                        topic: topic.clone(),
+                        partitions: partitions.clone(),
+                    })
+                    .collect(),
+            }),
+            client_id: "grpc-test".to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("the heartbeat is answered")
+        .into_inner()
+}
+
+fn owned_of(assignment: &pb::Assignment) -> BTreeMap<String, Vec<i32>> {
+    assignment
+        .topics
+        .iter()
+        .map(|t| (t.topic.clone(), t.partitions.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_on_the_consumer_protocol_get_partitions_only_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let address = node.grpc_addr().to_string();
+    common::node::create_topic(&node, "work", 4).await;
+    let mut groups = groups_client(&address).await;
+    coordinator(&mut groups, "assigned").await;
+
+    // The first member joins and is given every partition.
+    let first = heartbeat(&mut groups, "", 0, true, None).await;
+    assert_eq!(first.member_epoch, 1);
+    let a = first.member_id.clone();
+    let mut owned_a = owned_of(first.assignment.as_ref().expect("an assignment"));
+    assert_eq!(owned_a["work"], vec![0, 1, 2, 3]);
+
+    // A second joins: it waits for partitions the first still owns.
+    let second = heartbeat(&mut groups, "", 0, true, None).await;
+    let b = second.member_id.clone();
+    let owned_b = second.assignment.as_ref().map(owned_of).unwrap_or_default();
+    assert!(
+        owned_b.values().all(Vec::is_empty),
+        "nothing is given before it is released: {owned_b:?}"
+    );
+    // The first is told to keep two; once it says it gave the others up, the second gets them.
+    let told = heartbeat(&mut groups, &a, first.member_epoch, false, Some(&owned_a)).await;
+    owned_a = owned_of(told.assignment.as_ref().expect("a smaller assignment"));
+    assert_eq!(owned_a["work"].len(), 2);
+    let released = heartbeat(&mut groups, &a, told.member_epoch, false, Some(&owned_a)).await;
+    assert_eq!(released.member_epoch, 2);
+    let given = heartbeat(&mut groups, &b, second.member_epoch, false, Some(&owned_b)).await;
+    let owned_b = owned_of(given.assignment.as_ref().expect("the released partitions"));
+    assert_eq!(owned_b["work"].len(), 2);
+    let mut all: Vec<i32> = owned_a["work"]
+        .iter()
+        .chain(&owned_b["work"])
+        .copied()
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, vec![0, 1, 2, 3], "each partition has one owner");
+
+    // A stale epoch is fenced; the second leaves and the first gets everything back.
+    let fenced = groups
+        .heartbeat(pb::HeartbeatRequest {
+            group: "assigned".to_string(),
+            member_id: b.clone(),
+            member_epoch: 99,
+            rebalance_timeout_ms: -1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a wrong epoch is fenced");
+    assert_eq!(kafka_code(&fenced), "110", "FENCED_MEMBER_EPOCH");
+    let left = heartbeat(&mut groups, &b, -1, false, None).await;
+    assert_eq!(left.member_epoch, -1);
+    let back = heartbeat(
+        &mut groups,
+        &a,
+        released.member_epoch,
+        false,
+        Some(&owned_a),
+    )
+    .await;
+    assert_eq!(
+        owned_of(back.assignment.as_ref().expect("all partitions"))["work"],
+        vec![0, 1, 2, 3]
+    );
+    let described = groups
+        .describe_group(pb::DescribeGroupRequest {
+            group: "assigned".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(described.members.len(), 1);
+    node.shutdown().await.unwrap();
+}

@@ -981,9 +981,18 @@ impl GroupCoordinator {
         }
     }
 
-    /// OffsetFetch: the committed offsets of `partitions` (topic, partitions), or of every
-    /// partition the group committed for when `None`. A member of a consumer-protocol group
-    /// (OffsetFetch v9) gives its id and epoch, which are checked.
+    /// OffsetFetch as an administrator (no member): the committed offsets of `partitions`
+    /// (topic, partitions), or of every partition the group committed for when `None`.
+    pub(crate) async fn fetch_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<OffsetFetchResult>, GroupRefusal> {
+        self.fetch_offsets_as(group_id, None, -1, partitions).await
+    }
+
+    /// OffsetFetch: as [`fetch_offsets`](Self::fetch_offsets); a member of a
+    /// consumer-protocol group (OffsetFetch v9) gives its id and epoch, which are checked.
     pub(crate) async fn fetch_offsets_as(
         self: &Arc<Self>,
         group_id: &str,

@@ -18,6 +18,7 @@ use weir_proto::v1::groups_server::Groups;
 use super::status::{error, status};
 use super::{Shared, leader_offsets, reset};
 use crate::group::OffsetCommit;
+use crate::group::consumer::HeartbeatRequest;
 use crate::group::records::CommittedOffset;
 use crate::kafka::KafkaContext;
 
@@ -206,6 +207,74 @@ impl Groups for GroupsService {
             .map_err(|refusal| status(&refusal))?;
         Ok(Response::new(pb::ResetOffsetsResponse { partitions }))
     }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let client_host = request
+            .remote_addr()
+            .map(|peer| format!("/{}", peer.ip()))
+            .unwrap_or_default();
+        let request = request.into_inner();
+        let metadata = self.context.controller.metadata();
+        // The consumer protocol names topics by id; this API by name.
+        let owned = match request.owned {
+            Some(owned) => {
+                let mut by_id = Vec::with_capacity(owned.topics.len());
+                for topic in owned.topics {
+                    let id = metadata
+                        .topic_by_name(&topic.topic)
+                        .map(|t| t.id)
+                        .ok_or_else(|| {
+                            Status::not_found(format!(
+                                "UNKNOWN_TOPIC_OR_PARTITION: the member owns partitions of \
+                                 {:?}, which does not exist",
+                                topic.topic
+                            ))
+                        })?;
+                    by_id.push((id, topic.partitions));
+                }
+                Some(by_id)
+            }
+            None => None,
+        };
+        let heartbeat = HeartbeatRequest {
+            member_id: request.member_id,
+            member_epoch: request.member_epoch,
+            instance_id: request.instance_id,
+            rack_id: request.rack_id,
+            rebalance_timeout_ms: request.rebalance_timeout_ms,
+            subscribed_topic_names: request.subscribed_topics.map(|t| t.names),
+            server_assignor: request.server_assignor,
+            topic_partitions: owned,
+            client_id: request.client_id,
+            client_host,
+        };
+        let result = self
+            .context
+            .groups
+            .consumer_heartbeat(&request.group, heartbeat)
+            .await
+            .map_err(|refusal| status(&refusal))?;
+        let assignment = result.assignment.map(|assignment| pb::Assignment {
+            topics: assignment
+                .into_iter()
+                .filter_map(|(id, partitions)| {
+                    Some(pb::AssignedPartitions {
+                        topic: metadata.topic(id)?.name.clone(),
+                        partitions: partitions.into_iter().collect(),
+                    })
+                })
+                .collect(),
+        });
+        Ok(Response::new(pb::HeartbeatResponse {
+            member_id: result.member_id,
+            member_epoch: result.member_epoch,
+            heartbeat_interval_ms: result.heartbeat_interval_ms,
+            assignment,
+        }))
+    }
 }
 
 /// A group state by the name the coordinator gives it.
@@ -216,6 +285,8 @@ pub(super) fn state(name: &str) -> pb::GroupState {
         "CompletingRebalance" => pb::GroupState::CompletingRebalance,
         "Stable" => pb::GroupState::Stable,
         "Dead" => pb::GroupState::Dead,
+        "Assigning" => pb::GroupState::Assigning,
+        "Reconciling" => pb::GroupState::Reconciling,
         _ => pb::GroupState::Unknown,
     }
 }
