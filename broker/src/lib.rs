@@ -9,6 +9,7 @@ pub mod controller;
 pub mod group;
 pub mod grpc;
 pub mod kafka;
+pub mod metrics;
 pub mod partition;
 pub mod replication;
 pub mod server;

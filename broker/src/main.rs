@@ -4,7 +4,8 @@
 //! directory, joins the controller quorum (as a voter if it is in the voter list, otherwise as
 //! a learner) on its internal listener, registers as a broker and heartbeats (unless its
 //! `process_roles` leave out broker), serves the Kafka protocol, and shuts down cleanly on
-//! SIGINT or SIGTERM. The wiring is `weir_broker::server`.
+//! SIGINT or SIGTERM. It exports its metrics in Prometheus format on `--http-addr`
+//! (`/metrics`, beside `/healthz` and `/readyz`). The wiring is `weir_broker::server`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    // The binary owns the process, so it installs the one metrics recorder; the library
+    // never does (tests run several nodes, and their own recorders, in one process).
+    weir_broker::metrics::install_exporter().context("metrics cannot be exported")?;
     let node = Node::start(config, Arc::new(SystemClock))
         .await
         .context("the node could not start")?;

@@ -1,5 +1,10 @@
-//! Wiring: a [`Node`] starts every part of a Weir node in order (storage, listeners, the
-//! controller, the broker's partitions, the front ends) and stops them in the reverse order.
+//! Wiring: a [`Node`] starts every part of a Weir node in order (the HTTP admin endpoints,
+//! storage, listeners, the controller, the broker's partitions, the front ends) and stops
+//! them in the reverse order.
+//!
+//! The HTTP endpoints come first so that `/healthz` answers through a long log recovery, and
+//! go first at shutdown, which `/readyz` reports from its first moment (503), so that load
+//! balancers stop sending clients while the broker hands its leaderships over.
 //!
 //! The `weir-broker` binary is a [`Node`] run until a signal; tests start nodes in process
 //! with listeners on port 0.
@@ -24,6 +29,7 @@ use crate::controller::{
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::grpc;
 use crate::kafka::{self, KafkaContext};
+use crate::metrics::{self, Health};
 use crate::partition::{ProducePolicy, ReplicaManager};
 use crate::replication::{self, ReplicationService};
 use crate::storage::{self, LogManager};
@@ -32,6 +38,8 @@ use crate::storage::{self, LogManager};
 pub const METADATA_DIR: &str = "metadata";
 /// How long a request to the active controller may wait through elections.
 const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// How long a shutdown waits for the HTTP requests being answered (a scrape).
+const HTTP_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why a node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +97,45 @@ pub struct Node {
     /// Background tasks that are aborted at shutdown.
     background: Vec<JoinHandle<()>>,
     maintenance: JoinHandle<()>,
+    /// What `/readyz` answers.
+    health: Health,
+    http: HttpServer,
+}
+
+/// The HTTP admin endpoints' server; dropping it (a start that failed) stops it too.
+#[derive(Debug)]
+struct HttpServer {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `config.http_addr` and serves `/metrics`, `/healthz` and `/readyz` from `health`.
+    async fn start(
+        config: &NodeConfig,
+        health: &Health,
+    ) -> Result<(HttpServer, SocketAddr), ServerError> {
+        let listener = listen(config.http_addr, "HTTP", "--http-addr").await?;
+        let address = local_addr(&listener, "HTTP", "--http-addr")?;
+        let (stop, _) = watch::channel(false);
+        let task = tokio::spawn(metrics::serve(
+            listener,
+            health.clone(),
+            stopped(stop.subscribe()),
+        ));
+        tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+        Ok((HttpServer { stop, task }, address))
+    }
+
+    /// Stops accepting, and waits a moment for the requests being answered.
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        match tokio::time::timeout(HTTP_SHUTDOWN_DRAIN, self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server panicked"),
+            Err(_) => tracing::warn!("HTTP requests did not finish in time; closing them"),
+        }
+    }
 }
 
 impl Node {
@@ -98,6 +145,11 @@ impl Node {
     /// registers as a broker unless `process_roles` leaves that out, and serves the front
     /// ends.
     pub async fn start(config: NodeConfig, clock: Arc<dyn Clock>) -> Result<Node, ServerError> {
+        let partition_series_max = usize::try_from(config.metrics_partition_series_max)
+            .map_err(|_| ServerError::Config("metrics_partition_series_max is too large".into()))?;
+        metrics::describe();
+        let health = Health::starting();
+        let (http, http_addr) = HttpServer::start(&config, &health).await?;
         let storage_config = config.storage_config();
         let data_dir = storage_config.data_dir.clone();
         let storage_error = |source| ServerError::Storage {
@@ -124,6 +176,7 @@ impl Node {
             internal: Some(local_addr(&internal, "internal", "--internal-addr")?),
             kafka: Some(local_addr(&kafka_listener, "Kafka", "--kafka-addr")?),
             grpc: Some(local_addr(&grpc_listener, "gRPC", "--grpc-addr")?),
+            http: Some(http_addr),
         };
         let config = config.with_bound_addresses(&bound);
         let node_id = u64::try_from(config.node_id)
@@ -207,6 +260,7 @@ impl Node {
                 controller.view(),
                 config.replica_lag_time_max_ms,
                 isr_check,
+                partition_series_max,
             )),
             tokio::spawn(Arc::clone(&replicas).run(controller.subscribe())),
         ];
@@ -243,6 +297,7 @@ impl Node {
         tracing::info!(address = %config.advertised_kafka_addr, "serving the Kafka protocol");
         let grpc_server = tokio::spawn(grpc::serve(grpc_listener, context, stop.subscribe()));
         tracing::info!(address = %config.advertised_grpc_addr, "serving the gRPC API");
+        health.serving(readiness(&config, &controller));
         Ok(Node {
             config,
             logs,
@@ -255,6 +310,8 @@ impl Node {
             ],
             background,
             maintenance,
+            health,
+            http,
         })
     }
 
@@ -277,6 +334,11 @@ impl Node {
     /// The address the internal listener is bound to.
     pub fn internal_addr(&self) -> SocketAddr {
         self.config.internal_addr
+    }
+
+    /// The address the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`) are bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.config.http_addr
     }
 
     /// This node's part in the controller quorum.
@@ -303,15 +365,17 @@ impl Node {
             .is_ok_and(|live| live.is_ok())
     }
 
-    /// Stops the node: a broker first hands its leaderships to other in-sync replicas
-    /// (controlled shutdown, unless configured off), then the listeners stop accepting and
-    /// answer the requests they are working on, then the controller stops and every log is
-    /// flushed and closed.
+    /// Stops the node: `/readyz` says so at once; a broker first hands its leaderships to
+    /// other in-sync replicas (controlled shutdown, unless configured off); then the HTTP
+    /// endpoints stop, then the other listeners stop accepting and answer the requests they
+    /// are working on, then the controller stops and every log is flushed and closed.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
+        self.health.shutting_down();
         if self.config.process_roles.broker && self.config.controlled_shutdown_enable {
             self.controlled_shutdown().await;
         }
+        self.http.stop().await;
         self.stop.send_replace(true);
         for (what, server) in self.servers {
             if let Err(source) = server.await {
@@ -368,6 +432,31 @@ impl Node {
                  move to other replicas when its session ends"
             ),
         }
+    }
+}
+
+/// What `/readyz` checks once the listeners are up: a broker is ready when the active
+/// controller has it live (registered, caught up with the metadata log, heartbeating); a
+/// controller-only node when it knows the active controller and has applied every entry it
+/// knows to be committed.
+fn readiness(
+    config: &NodeConfig,
+    controller: &Controller,
+) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+    let broker = config
+        .process_roles
+        .broker
+        .then(|| controller.broker_status());
+    let view = controller.view();
+    move || match &broker {
+        Some(status) => match *status.borrow() {
+            BrokerStatus::Live => Ok(()),
+            BrokerStatus::Registering => Err("registering with the active controller".to_string()),
+            BrokerStatus::Fenced => {
+                Err("fenced: catching up with the metadata log, or its session expired".to_string())
+            }
+        },
+        None => view.metadata_caught_up(),
     }
 }
 

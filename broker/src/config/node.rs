@@ -379,6 +379,10 @@ node_config! {
     controller_election_timeout_min_ms: u64 = 300;
     /// See `controller_election_timeout_min_ms`.
     controller_election_timeout_max_ms: u64 = 600;
+    /// Export the per-partition metrics (log end offset, high watermark, ISR size, each
+    /// follower's lag) only while this broker holds at most this many partitions, so that a
+    /// large broker does not flood Prometheus; the totals are always exported. 0: never.
+    metrics_partition_series_max: u64 = 1000;
 }
 
 impl Default for NodeConfig {
@@ -612,6 +616,7 @@ impl NodeConfig {
             (&mut self.kafka_addr, bound.kafka),
             (&mut self.grpc_addr, bound.grpc),
             (&mut self.internal_addr, bound.internal),
+            (&mut self.http_addr, bound.http),
         ];
         for (listen, bound) in listens {
             if let Some(bound) = bound {
@@ -628,7 +633,23 @@ impl NodeConfig {
         self.validate_topic_defaults()?;
         self.validate_replication()?;
         self.validate_groups()?;
-        self.validate_timing()
+        self.validate_timing()?;
+        self.validate_metrics()
+    }
+
+    /// What the metrics export.
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
+        check(
+            usize::try_from(self.metrics_partition_series_max).is_ok(),
+            "metrics_partition_series_max",
+            self.metrics_partition_series_max,
+            || {
+                format!(
+                    "must be at most {}; 0 exports no per-partition series",
+                    usize::MAX
+                )
+            },
+        )
     }
 
     /// Identity, addresses and the quorum.
@@ -1061,6 +1082,8 @@ pub struct BoundAddresses {
     pub grpc: Option<SocketAddr>,
     /// The internal listener.
     pub internal: Option<SocketAddr>,
+    /// The HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+    pub http: Option<SocketAddr>,
 }
 
 /// An advertised address must be `host:port` that another machine can connect to.

@@ -150,6 +150,24 @@ impl ControllerView {
             .is_ok_and(|waited| waited.is_ok())
     }
 
+    /// Whether this node has caught up with the metadata log: it knows an active controller
+    /// and has applied every entry it knows to be committed. `Err` says why not.
+    pub fn metadata_caught_up(&self) -> Result<(), String> {
+        if self.inner.leader().is_none() {
+            return Err("no active controller known".into());
+        }
+        let applied = self.inner.state_machine.applied_index();
+        let committed = self.inner.log_store.committed_index();
+        if committed > applied {
+            return Err(format!(
+                "applying the metadata log: applied {}, committed {}",
+                applied.map_or(-1, |i| i as i64),
+                committed.map_or(-1, |i| i as i64),
+            ));
+        }
+        Ok(())
+    }
+
     /// The quorum as this node sees it: leader, term, voters and learners.
     pub fn quorum_status(&self) -> QuorumStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();
@@ -278,6 +296,8 @@ pub(crate) struct Inner {
     voters: Vec<Voter>,
     pub(super) raft: Raft<TypeConfig>,
     state_machine: StateMachine,
+    /// Shared with Raft; read for the commit index only.
+    log_store: LogStore,
     pub(super) active: Active,
     pub(super) peers: Peers,
     request_timeout: Duration,
@@ -344,7 +364,7 @@ impl Controller {
             config.node_id,
             Arc::new(raft_config),
             NetworkFactory,
-            log_store,
+            log_store.clone(),
             state_machine.clone(),
         )
         .await
@@ -365,6 +385,7 @@ impl Controller {
             ),
             raft,
             state_machine,
+            log_store,
             peers: Peers::default(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             producer_ids: ProducerIds::default(),

@@ -332,8 +332,13 @@ impl Partition {
                     replica.pending_isr = current.pending_isr.take();
                 }
             }
+            let elected =
+                replica.role == Role::Leader && replica.leader_epoch > current.leader_epoch;
             *current = replica;
             if !same_leadership {
+                if elected {
+                    crate::metrics::leader_elected();
+                }
                 self.reset_followers(&mut current);
             }
         }

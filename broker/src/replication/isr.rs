@@ -17,12 +17,15 @@ use crate::controller::decisions::IsrProposal;
 use crate::partition::{IsrChange, Partition, ReplicaManager};
 
 /// Checks the ISRs of the partitions `replicas` leads until the task is dropped, proposing
-/// changes through `controller`; `wake` asks for a check now.
+/// changes through `controller`; `wake` asks for a check now. Every second, also reports the
+/// replication and per-partition metrics, the per-partition series only while this broker
+/// holds at most `partition_series_max` partitions.
 pub async fn run_isr_changes(
     replicas: Arc<ReplicaManager>,
     controller: ControllerView,
     lag_max_ms: u64,
     wake: Arc<Notify>,
+    partition_series_max: usize,
 ) {
     let lag_max = i64::try_from(lag_max_ms).unwrap_or(i64::MAX);
     let mut interval = tokio::time::interval(Duration::from_millis((lag_max_ms / 2).max(1)));
@@ -30,12 +33,14 @@ pub async fn run_isr_changes(
     let mut lag_report = tokio::time::interval(Duration::from_secs(1));
     lag_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = metrics::LagReport::default();
+    let mut partitions_reported = crate::metrics::PartitionReport::new(partition_series_max);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             () = wake.notified() => {}
             _ = lag_report.tick() => {
-                reported.report(&replicas);
+                let per_partition = partitions_reported.report(&replicas);
+                reported.report(&replicas, per_partition);
                 continue;
             }
         }

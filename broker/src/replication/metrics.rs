@@ -92,9 +92,10 @@ pub(crate) struct LagReport {
 }
 
 impl LagReport {
-    /// Reports under-replicated partitions and every follower's lag, from the partitions
+    /// Reports under-replicated partitions and, with `per_partition` (the node's
+    /// `metrics_partition_series_max` allows it), every follower's lag, from the partitions
     /// `replicas` leads now.
-    pub(crate) fn report(&mut self, replicas: &ReplicaManager) {
+    pub(crate) fn report(&mut self, replicas: &ReplicaManager, per_partition: bool) {
         let now_ms = replicas.now_ms();
         let mut under_replicated = 0u32;
         let mut series = BTreeSet::new();
@@ -104,6 +105,9 @@ impl LagReport {
             }
             let (members, isr) = partition.replicas_and_isr();
             under_replicated += u32::from(isr.len() < members.len());
+            if !per_partition {
+                continue;
+            }
             let tp = partition.topic_partition();
             let log_end = partition.log().log_end_offset();
             for (follower, state) in partition.followers() {

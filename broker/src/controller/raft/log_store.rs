@@ -98,6 +98,11 @@ impl LogStore {
         })
     }
 
+    /// The index of the last entry known to be committed, as last saved.
+    pub(crate) fn committed_index(&self) -> Option<u64> {
+        self.lock().committed.map(|id| id.index)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
