@@ -43,6 +43,11 @@ pub(super) async fn fetch(
         context,
     )
     .await;
+    for (want, answer) in wanted.iter().zip(&answers) {
+        if let Ok(read) = answer {
+            crate::metrics::records_out(&want.tp.topic, &read.records);
+        }
+    }
     let partitions = wanted
         .into_iter()
         .zip(answers)

@@ -77,6 +77,7 @@ pub async fn serve(listener: TcpListener, context: KafkaContext, stop: watch::Re
     };
     let (drain, draining) = oneshot::channel::<()>();
     let server = Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(
             BrokerServer::new(BrokerService(shared.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),

@@ -103,6 +103,7 @@ impl Subscription {
                 self.check_still_served()?;
                 continue;
             }
+            crate::metrics::records_out(&self.tp.topic, &read.records);
             let (batches, records, next_offset) =
                 convert::records(&self.tp, read.records, self.offset, self.format)?;
             self.offset = next_offset;

@@ -135,6 +135,7 @@ async fn answer(
         id: header.client_id.as_deref().unwrap_or_default(),
         host,
     };
+    let timer = crate::metrics::KafkaRequest::start(key);
     let response = match request {
         RequestKind::FindCoordinator(request) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(request, version, context).await)
@@ -213,11 +214,15 @@ async fn answer(
         RequestKind::Produce(request) => match produce::handle(request, context).await {
             Some(response) => ResponseKind::Produce(response),
             // acks=0: the client expects no answer.
-            None => return Ok(false),
+            None => {
+                timer.finish();
+                return Ok(false);
+            }
         },
         _ => return Err(protocol(format!("{key:?} has no handler"))),
     };
     encode(out, key, version, header.correlation_id, &response)?;
+    timer.finish();
     Ok(true)
 }
 

@@ -147,11 +147,13 @@ pub(super) async fn handle(request: FetchRequest, context: &KafkaContext) -> Fet
     for ((index, want), answer) in topic_index.into_iter().zip(&wanted).zip(answers) {
         let data = PartitionData::default().with_partition_index(want.tp.partition);
         let data = match answer {
-            Ok(read) => data
-                .with_high_watermark(read.high_watermark)
-                .with_last_stable_offset(read.high_watermark)
-                .with_log_start_offset(read.log_start_offset)
-                .with_records(Some(read.records)),
+            Ok(read) => {
+                crate::metrics::records_out(&want.tp.topic, &read.records);
+                data.with_high_watermark(read.high_watermark)
+                    .with_last_stable_offset(read.high_watermark)
+                    .with_log_start_offset(read.log_start_offset)
+                    .with_records(Some(read.records))
+            }
             Err((error, _)) => failed(data, error),
         };
         topics[index].partitions.push(data);

@@ -62,6 +62,13 @@ pub(crate) fn append(
     let info = partition
         .produce(records, now_ms)
         .map_err(|e| refused(&e))?;
+    // A retry the partition already had appends nothing (no batches) and is not counted.
+    let appended = if info.batch_count > 0 {
+        u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0)
+    } else {
+        0
+    };
+    crate::metrics::records_in(&tp.topic, info.bytes, appended);
     Ok(Appended {
         partition,
         info,
