@@ -53,6 +53,11 @@ impl Ports {
         format!("127.0.0.1:{}", self.kafka)
     }
 
+    /// The HTTP endpoints' address, `127.0.0.1:port`.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http)
+    }
+
     /// The internal API's address, `127.0.0.1:port`.
     pub fn internal_addr(&self) -> String {
         format!("127.0.0.1:{}", self.internal)
@@ -205,6 +210,16 @@ impl BrokerProcess {
             .find_map(|field| field.strip_prefix("address="))
             .ok_or_else(|| format!("no address in {line:?}"))?;
         Ok(address.to_string())
+    }
+
+    /// The address of the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), from the line
+    /// the node logs when it binds them (its first, before storage opens).
+    pub fn http_addr(&mut self) -> String {
+        let line = self.wait_for_text("serving /metrics, /healthz and /readyz");
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("address="))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string()
     }
 
     /// The process id.
