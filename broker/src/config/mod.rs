@@ -320,6 +320,11 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Defaults for every partition's log.
     pub log: LogConfig,
+    /// The logs of these topics open with their own config rather than `log`: topics whose
+    /// config the broker knows before the metadata arrives (the internal
+    /// `__consumer_offsets`), so a restart does not preallocate their active segments at the
+    /// broker's default segment size (1 GiB) until the topic's config is applied.
+    pub topic_logs: std::collections::BTreeMap<String, LogConfig>,
     /// How often retention is checked.
     pub retention_check_interval_ms: u64,
     /// How often logs are checked for a due `flush_ms` flush and sealed segments are synced.
@@ -338,11 +343,22 @@ pub struct StorageConfig {
     pub cleaner_backoff_ms: u64,
 }
 
+impl StorageConfig {
+    /// The config a log of `topic` opens with before the metadata gives the topic's own.
+    pub fn log_config_of(&self, topic: &str) -> LogConfig {
+        self.topic_logs
+            .get(topic)
+            .cloned()
+            .unwrap_or_else(|| self.log.clone())
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("weir-data"),
             log: LogConfig::default(),
+            topic_logs: std::collections::BTreeMap::new(),
             retention_check_interval_ms: 5 * 60 * 1000,
             flush_check_interval_ms: 1000,
             recovery_checkpoint_interval_ms: 60 * 1000,

@@ -511,14 +511,22 @@ impl NodeConfig {
     /// retention key means no limit), the log cleaner's keys; everything else at the storage
     /// defaults.
     pub fn storage_config(&self) -> StorageConfig {
+        let log = LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            retention_ms: (self.log_retention_ms >= 0).then_some(self.log_retention_ms),
+            retention_bytes: u64::try_from(self.log_retention_bytes).ok(),
+            ..LogConfig::default()
+        };
+        // What the group coordinator creates __consumer_offsets with (group/coordinator.rs).
+        let offsets = LogConfig {
+            segment_bytes: self.offsets_topic_segment_bytes,
+            segment_index_bytes: crate::group::OFFSETS_TOPIC_INDEX_BYTES,
+            ..log.clone()
+        };
         StorageConfig {
             data_dir: self.data_dir.clone(),
-            log: LogConfig {
-                segment_bytes: self.log_segment_bytes,
-                retention_ms: (self.log_retention_ms >= 0).then_some(self.log_retention_ms),
-                retention_bytes: u64::try_from(self.log_retention_bytes).ok(),
-                ..LogConfig::default()
-            },
+            log,
+            topic_logs: [(crate::group::OFFSETS_TOPIC.to_string(), offsets)].into(),
             cleaner_enable: self.log_cleaner_enable,
             cleaner_io_max_bytes_per_second: self.log_cleaner_io_max_bytes_per_second,
             cleaner_backoff_ms: self.log_cleaner_backoff_ms,

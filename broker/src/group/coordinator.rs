@@ -1595,7 +1595,10 @@ impl GroupCoordinator {
                 "segment.bytes".to_string(),
                 self.config.offsets_topic_segment_bytes.to_string(),
             ),
-            ("segment.index.bytes".to_string(), (1024 * 1024).to_string()),
+            (
+                "segment.index.bytes".to_string(),
+                super::OFFSETS_TOPIC_INDEX_BYTES.to_string(),
+            ),
         ]);
         let created = self
             .controller

@@ -43,6 +43,10 @@ pub(crate) use coordinator::{OffsetCommit, OffsetFetchResult};
 /// The internal topic that holds groups and committed offsets, as Kafka names it.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// The index size of `__consumer_offsets` segments (`segment.index.bytes`): its segments are
+/// small, and each index is preallocated.
+pub const OFFSETS_TOPIC_INDEX_BYTES: u64 = 1024 * 1024;
+
 /// Why a group request (or one partition of it) was refused: the Kafka error and a message
 /// saying what was wrong and what to do.
 pub(crate) type GroupRefusal = (ResponseError, String);

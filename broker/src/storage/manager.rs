@@ -487,8 +487,12 @@ fn open_in_parallel(
                 scope.spawn(move || {
                     part.iter()
                         .map(|(tp, dir, state)| {
-                            let log =
-                                Log::open(dir, config.log.clone(), Arc::clone(clock), *state)?;
+                            let log = Log::open(
+                                dir,
+                                config.log_config_of(&tp.topic),
+                                Arc::clone(clock),
+                                *state,
+                            )?;
                             Ok((tp.clone(), Arc::new(log)))
                         })
                         .collect()
