@@ -138,6 +138,7 @@ fn produce_and_consume_until(
     bootstrap: &str,
     topic: &str,
     stop: &std::sync::atomic::AtomicBool,
+    progress: &std::sync::atomic::AtomicUsize,
 ) -> (usize, usize) {
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     use rdkafka::{Message, Offset, TopicPartitionList};
@@ -168,6 +169,7 @@ fn produce_and_consume_until(
             .unwrap();
         producer.flush(WAIT).unwrap();
         produced += 1;
+        progress.store(produced, std::sync::atomic::Ordering::Relaxed);
         while consumed < produced {
             assert!(std::time::Instant::now() < deadline, "consumed in time");
             let Some(message) = consumer.poll(Duration::from_millis(100)) else {
@@ -197,10 +199,18 @@ async fn malformed_requests_close_their_own_connection_only() {
     assert!(exchange(&mut healthy, &api_versions).await.is_some());
     // A real client produces and consumes throughout.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let steady = std::thread::spawn({
-        let (bootstrap, stop) = (bootstrap.clone(), Arc::clone(&stop));
-        move || produce_and_consume_until(&bootstrap, "steady", &stop)
+        let (bootstrap, stop, progress) =
+            (bootstrap.clone(), Arc::clone(&stop), Arc::clone(&progress));
+        move || produce_and_consume_until(&bootstrap, "steady", &stop, &progress)
     });
+    // The malformed requests come while the client is working, not before it started.
+    let deadline = std::time::Instant::now() + WAIT;
+    while progress.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the client produces");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // ApiVersions at a version we do not know: UNSUPPORTED_VERSION (35) at v0, with our ranges.
     let mut stream = TcpStream::connect(&bootstrap).await.unwrap();
