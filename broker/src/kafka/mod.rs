@@ -148,7 +148,9 @@ pub(crate) mod resource_type {
 
 /// The partition `tp` as this broker holds it, or why it cannot be served here: a topic or
 /// partition that does not exist is UNKNOWN_TOPIC_OR_PARTITION, one held elsewhere
-/// NOT_LEADER_OR_FOLLOWER.
+/// NOT_LEADER_OR_FOLLOWER, and one the metadata says this broker leads but whose log it is
+/// still opening (just after a start or a leadership change) LEADER_NOT_AVAILABLE, which
+/// clients retry after a short backoff instead of treating as a stale leader.
 pub(crate) fn lookup(
     tp: &TopicPartition,
     context: &KafkaContext,
@@ -157,29 +159,36 @@ pub(crate) fn lookup(
         return Ok(partition);
     }
     let metadata = context.controller.metadata();
-    let count = metadata
-        .topic_by_name(&tp.topic)
-        .map(|t| t.partitions.len());
-    Err(match count {
-        None => (
+    let Some(topic) = metadata.topic_by_name(&tp.topic) else {
+        return Err((
             ResponseError::UnknownTopicOrPartition,
             format!("topic {:?} does not exist", tp.topic),
-        ),
-        Some(count) if usize::try_from(tp.partition).map_or(true, |p| p >= count) => (
+        ));
+    };
+    let count = topic.partitions.len();
+    let Some(assigned) = usize::try_from(tp.partition)
+        .ok()
+        .and_then(|p| topic.partitions.get(p))
+    else {
+        return Err((
             ResponseError::UnknownTopicOrPartition,
             format!(
                 "topic {:?} has {count} partitions; {tp} does not exist",
                 tp.topic
             ),
-        ),
-        Some(_) => (
-            ResponseError::NotLeaderOrFollower,
-            format!(
-                "broker {} holds no replica of {tp}; refresh metadata",
-                context.config.node_id
-            ),
-        ),
-    })
+        ));
+    };
+    let node = context.config.node_id;
+    if assigned.leader == Some(node) {
+        return Err((
+            ResponseError::LeaderNotAvailable,
+            format!("broker {node} leads {tp} but is still opening its log; retry shortly"),
+        ));
+    }
+    Err((
+        ResponseError::NotLeaderOrFollower,
+        format!("broker {node} holds no replica of {tp}; refresh metadata"),
+    ))
 }
 
 /// The refusal of a change to an internal topic (`__consumer_offsets`), which only the
