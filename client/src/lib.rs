@@ -1,3 +1,100 @@
-//! The Rust client for Weir: producer, consumer (with groups) and admin, over the gRPC API.
+//! The Rust client for Weir, over its gRPC API (`weir.v1`): a [`Producer`], a [`Consumer`]
+//! (with consumer groups, or partitions assigned by hand) and an [`Admin`].
 //!
-//! Nothing is here yet: the client arrives with the data path.
+//! One [`Client`] holds the connections and what it learned of the cluster (brokers,
+//! partition leaders, group coordinators); producers, consumers and admins made from it share
+//! them. Calls that fail for a reason that passes (a leader moving, a broker restarting) are
+//! retried with backoff for [`ClientConfig::retry_timeout`], refreshing the metadata first;
+//! every other failure is an [`Error`] that says what was wrong.
+//!
+//! ```no_run
+//! # async fn example() -> weir_client::Result<()> {
+//! use weir_client::{Client, NewTopic};
+//!
+//! let client = Client::connect("127.0.0.1:9093").await?;
+//! client.admin().create_topic(NewTopic::new("greetings").partitions(3)).await?;
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod cluster;
+mod error;
+mod offsets;
+
+use std::sync::Arc;
+
+pub use admin::{Admin, ClusterInfo, NewTopic, ResetTarget};
+pub use cluster::ClientConfig;
+pub use error::{BrokerError, Error, Result};
+pub use offsets::OffsetSpec;
+/// The messages of Weir's gRPC API, which some admin answers are made of.
+pub use weir_proto::v1 as proto;
+
+use cluster::Cluster;
+
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition's index, from 0.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// Partition `partition` of `topic`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A connection to a Weir cluster; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    cluster: Arc<Cluster>,
+}
+
+impl Client {
+    /// Connects to the cluster through `bootstrap`, a comma-separated list of brokers' gRPC
+    /// addresses (`host:port`), with the default [`ClientConfig`].
+    pub async fn connect(bootstrap: &str) -> Result<Client> {
+        Client::with_config(ClientConfig::new(bootstrap)).await
+    }
+
+    /// Connects with `config`: the first bootstrap broker that answers tells the client
+    /// about the others.
+    pub async fn with_config(config: ClientConfig) -> Result<Client> {
+        Ok(Client {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    /// The client's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cluster.config
+    }
+
+    /// Administration of topics, groups and the cluster.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.cluster.clone())
+    }
+
+    /// The number of partitions of `topic`.
+    pub async fn partition_count(&self, topic: &str) -> Result<usize> {
+        Ok(self.cluster.partitions(topic).await?.len())
+    }
+
+    /// The offset `spec` names in a partition.
+    pub async fn list_offset(&self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<i64> {
+        offsets::list_offset(&self.cluster, topic, partition, spec).await
+    }
+}

@@ -168,6 +168,11 @@ impl ControllerView {
         Ok(())
     }
 
+    /// How far this node has applied the metadata log.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.inner.state_machine.applied_index()
+    }
+
     /// The quorum as this node sees it: leader, term, voters and learners.
     pub fn quorum_status(&self) -> QuorumStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();

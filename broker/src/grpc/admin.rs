@@ -233,6 +233,31 @@ impl Admin for AdminService {
             configs: configs(topic, &self.context),
         }))
     }
+
+    async fn describe_quorum(
+        &self,
+        _request: Request<pb::DescribeQuorumRequest>,
+    ) -> Result<Response<pb::QuorumDescription>, Status> {
+        let controller = &self.context.controller;
+        let quorum = controller.quorum_status();
+        let members = |list: Vec<(u64, String)>| {
+            list.into_iter()
+                .filter_map(|(id, address)| {
+                    Some(pb::QuorumMember {
+                        node_id: i32::try_from(id).ok()?,
+                        internal_address: address,
+                    })
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::QuorumDescription {
+            leader_id: quorum.leader.and_then(|id| i32::try_from(id).ok()),
+            term: quorum.term,
+            voters: members(quorum.voters),
+            learners: members(quorum.learners),
+            applied_index: controller.applied_index(),
+        }))
+    }
 }
 
 fn unknown_topic(name: &str) -> Refusal {

@@ -167,4 +167,18 @@ impl Broker for BrokerService {
         let response = offsets::list_offsets(request.into_inner(), &self.0.context);
         Ok(Response::new(response))
     }
+
+    async fn init_producer_id(
+        &self,
+        _request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let (producer_id, producer_epoch) =
+            crate::kafka::init_producer_id::allocate(&self.0.context)
+                .await
+                .map_err(|refusal| status::status(&refusal))?;
+        Ok(Response::new(pb::InitProducerIdResponse {
+            producer_id,
+            producer_epoch: i32::from(producer_epoch),
+        }))
+    }
 }

@@ -9,7 +9,7 @@
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::KafkaContext;
+use super::{KafkaContext, Refusal};
 use crate::controller::{ControllerError, ErrorKind};
 
 /// Answers an InitProducerId request.
@@ -30,13 +30,24 @@ pub(super) async fn handle(
         };
         return failed(error);
     }
-    match context.controller.next_producer_id().await {
-        Ok(producer_id) => InitProducerIdResponse::default()
+    match allocate(context).await {
+        Ok((producer_id, epoch)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(producer_id))
-            .with_producer_epoch(0),
+            .with_producer_epoch(epoch),
+        Err((error, _)) => failed(error),
+    }
+}
+
+/// A fresh producer id and its first epoch, for an idempotent producer of either API.
+pub(crate) async fn allocate(context: &KafkaContext) -> Result<(i64, i16), Refusal> {
+    match context.controller.next_producer_id().await {
+        Ok(producer_id) => Ok((producer_id, 0)),
         Err(e) => {
             tracing::warn!(error = %e, "no producer id for an idempotent producer");
-            failed(producer_id_error(&e))
+            Err((
+                producer_id_error(&e),
+                format!("no producer id could be allocated: {e}; retry"),
+            ))
         }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) mod fetch;
 mod find_coordinator;
 mod heartbeat;
 mod incremental_alter_configs;
-mod init_producer_id;
+pub(crate) mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
