@@ -48,7 +48,7 @@ pub(crate) struct Global {
     )]
     pub(crate) bootstrap: String,
     /// How to print the answer: tables for people, or one JSON document for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub(crate) output: Output,
 }
 

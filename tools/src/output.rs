@@ -75,7 +75,7 @@ pub(crate) fn render(table: &Table) -> String {
     text
 }
 
-/// `items` joined with ", ", or "-" when there are none.
+/// `items` joined with "," (one cell of a table), or "-" when there are none.
 pub(crate) fn list<T: ToString>(items: &[T]) -> String {
     if items.is_empty() {
         return "-".to_string();
@@ -84,7 +84,7 @@ pub(crate) fn list<T: ToString>(items: &[T]) -> String {
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(",")
 }
 
 /// An optional value, or "-".
@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn lists_and_fields() {
         assert_eq!(list::<i32>(&[]), "-");
-        assert_eq!(list(&[1, 2, 3]), "1, 2, 3");
+        assert_eq!(list(&[1, 2, 3]), "1,2,3");
         assert_eq!(or_dash::<i32>(None), "-");
         assert_eq!(
             fields(&[("brokers", "3".into()), ("controller", "1".into())]),

@@ -292,3 +292,55 @@ fn group_errors_say_what_was_wrong_and_exit_1() {
     .failure("'x'");
     assert_eq!(node.committed("audit", "events"), BTreeMap::from([(0, 0)]));
 }
+
+#[test]
+fn a_group_with_a_member_shows_it_and_refuses_resets_and_deletion() {
+    let node = TestNode::start();
+    let b = &node.grpc();
+    node.create_topic("work", 2);
+    node.produce("work", 0, 3, recent_ms());
+    let (member_id, mut partitions) = node.join("workers", "work", "cli-test");
+    partitions.sort_unstable();
+    assert_eq!(partitions, [0, 1]);
+
+    let described = weir(b, &["--output", "json", "group", "describe", "workers"]).json();
+    assert_eq!(described["group"], "workers");
+    assert_eq!(described["protocol_type"], "consumer");
+    let members = described["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{described:#}");
+    assert_eq!(members[0]["member_id"], member_id.as_str());
+    assert_eq!(members[0]["client_id"], "cli-test");
+    assert!(
+        !members[0]["client_host"]
+            .as_str()
+            .expect("a host")
+            .is_empty(),
+        "{described:#}"
+    );
+    assert_eq!(
+        members[0]["assignment"],
+        json!([{"topic": "work", "partition": 0}, {"topic": "work", "partition": 1}])
+    );
+    let described = weir(b, &["group", "describe", "workers"]);
+    let text = described.success();
+    assert!(text.contains("Members:       1\n"), "{text}");
+    let rows = rows(text, &member_id);
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(rows[0][1], "cli-test", "{text}");
+    assert_eq!(rows[0][3], "work-0,work-1", "{text}");
+    assert!(text.contains("No committed offsets."), "{text}");
+
+    weir(
+        b,
+        &[
+            "group",
+            "reset-offsets",
+            "workers",
+            "--topic",
+            "work",
+            "--to-latest",
+        ],
+    )
+    .one_line_failure("NON_EMPTY_GROUP");
+    weir(b, &["group", "delete", "workers"]).one_line_failure("NON_EMPTY_GROUP");
+}

@@ -193,6 +193,13 @@ impl TestNode {
             };
             let deadline = Instant::now() + WAIT;
             loop {
+                // The first FindCoordinator creates `__consumer_offsets`; until its partition
+                // leads here, the node answers NOT_COORDINATOR.
+                let _ = groups
+                    .find_coordinator(pb::FindCoordinatorRequest {
+                        group: group.to_string(),
+                    })
+                    .await;
                 let answer = groups.commit_offsets(request.clone()).await;
                 let failure = match answer {
                     Ok(answer) => answer
@@ -211,6 +218,66 @@ impl TestNode {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
+    }
+
+    /// A member with client id `client_id` joins `group` on the consumer protocol (the
+    /// `Groups.Heartbeat` RPC), subscribed to `topic`, and confirms the partitions it is given;
+    /// returns its member id and those partitions.
+    pub fn join(&self, group: &str, topic: &str, client_id: &str) -> (String, Vec<i32>) {
+        self.runtime.block_on(async {
+            let mut groups = GroupsClient::new(self.channel().await);
+            let request = |member_id: &str, member_epoch: i32, owned: Option<Vec<i32>>| {
+                pb::HeartbeatRequest {
+                    group: group.to_string(),
+                    member_id: member_id.to_string(),
+                    member_epoch,
+                    rebalance_timeout_ms: 30_000,
+                    subscribed_topics: Some(pb::TopicNames {
+                        names: vec![topic.to_string()],
+                    }),
+                    owned: owned.map(|partitions| pb::Assignment {
+                        topics: vec![pb::AssignedPartitions {
+                            topic: topic.to_string(),
+                            partitions,
+                        }],
+                    }),
+                    client_id: client_id.to_string(),
+                    ..Default::default()
+                }
+            };
+            let deadline = Instant::now() + WAIT;
+            let joined = loop {
+                let _ = groups
+                    .find_coordinator(pb::FindCoordinatorRequest {
+                        group: group.to_string(),
+                    })
+                    .await;
+                match groups.heartbeat(request("", 0, None)).await {
+                    Ok(joined) => break joined.into_inner(),
+                    Err(status) => assert!(
+                        Instant::now() < deadline,
+                        "a member joins {group} in time: {status}"
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let assignment = joined.assignment.expect("the first member gets partitions");
+            let partitions: Vec<i32> = assignment
+                .topics
+                .into_iter()
+                .filter(|t| t.topic == topic)
+                .flat_map(|t| t.partitions)
+                .collect();
+            groups
+                .heartbeat(request(
+                    &joined.member_id,
+                    joined.member_epoch,
+                    Some(partitions.clone()),
+                ))
+                .await
+                .expect("the member confirms its partitions");
+            (joined.member_id, partitions)
+        })
     }
 
     /// The group's committed offsets of `topic` as partition → offset.
