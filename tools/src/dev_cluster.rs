@@ -44,6 +44,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How many nodes vote in the controller quorum at most.
 const VOTERS_MAX: usize = 3;
+/// The start of the line written to a broker's log before each start (the log is appended
+/// to, run after run).
+const START_MARK: &str = "--- weir dev-cluster: starting";
 /// How many nodes a dev cluster may have.
 const NODES_MAX: u16 = 50;
 
@@ -230,12 +233,13 @@ impl RunningNode {
         Pid::from_child(&self.child)
     }
 
-    /// The last line of its log, to say why it stopped.
+    /// The last line the broker logged, to say why it stopped.
     fn last_log_line(&self) -> Option<String> {
         let mut text = String::new();
         File::open(&self.log).ok()?.read_to_string(&mut text).ok()?;
         text.lines()
             .rev()
+            .take_while(|l| !l.starts_with(START_MARK))
             .find(|l| !l.trim().is_empty())
             .map(|l| l.trim().to_string())
     }
@@ -396,7 +400,7 @@ fn start_node(
         .with_context(|| format!("cannot open the log file {}", log.display()))?;
     writeln!(
         log_file,
-        "--- weir dev-cluster: starting node {} ({}) ---",
+        "{START_MARK} node {} ({}) ---",
         node.id,
         binary.display()
     )

@@ -1,6 +1,7 @@
 //! `weir dev-cluster start --nodes 3` as a user runs it: three `weir-broker` processes on a
 //! free port range, ready, answering `weir cluster controller` with three voters, and all
-//! gone after SIGTERM. Also its refusals: ports in use, a broker binary that does not exist.
+//! gone after SIGTERM. Also its refusals: ports in use, a broker binary that does not exist,
+//! and a broker that exits before it is ready.
 //!
 //! The `weir-broker` binary is the one next to `weir` in the target directory: Cargo gives a
 //! package's tests only its own binaries (`CARGO_BIN_EXE_weir`), and builds `weir-broker`
@@ -262,4 +263,47 @@ fn dev_cluster_start_refuses_ports_in_use_and_a_missing_binary() {
         .arg(dir.path())
         .env("WEIR_BROKER_BIN", dir.path().join("no-such-broker"));
     run(&mut command).one_line_failure("build it with `cargo build --bin weir-broker`");
+}
+
+#[test]
+fn a_broker_that_exits_before_it_is_ready_is_named_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_config = dir.path().join("missing.toml");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let base = random_base_port().to_string();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .args([
+                "dev-cluster",
+                "start",
+                "--nodes",
+                "1",
+                "--base-port",
+                &base,
+                "--dir",
+            ])
+            .arg(dir.path())
+            .arg("--broker-bin")
+            .arg(broker_binary())
+            // The broker refuses to start: its config file does not exist.
+            .env("WEIR_CONFIG", &missing_config);
+        let failed = run(&mut command);
+        if failed.stderr.contains("is in use") && attempt < 5 {
+            continue;
+        }
+        let log = dir.path().join("node-1").join("broker.log");
+        let message = failed.one_line_failure(&format!(
+            "node 1 exited before it was ready with exit status: 1 (its last log line: error: \
+             the configuration is not usable: cannot read the config file {}",
+            missing_config.display()
+        ));
+        assert!(
+            message.ends_with(&format!("; its log is {}", log.display())),
+            "{message}"
+        );
+        assert!(failed.stdout.is_empty(), "{failed:?}");
+        break;
+    }
 }
