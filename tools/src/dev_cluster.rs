@@ -66,7 +66,7 @@ enum DevClusterCommand {
 #[derive(Debug, clap::Args)]
 struct StartArgs {
     /// How many brokers (node ids 1..=N; the first three are the controller voters).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
     nodes: u16,
     /// Where the nodes keep their data and logs (`DIR/node-I`, `DIR/node-I/broker.log`).
     #[arg(long, default_value = "weir-dev-cluster", value_name = "PATH")]

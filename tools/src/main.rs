@@ -55,7 +55,10 @@ pub(crate) struct Global {
 impl Global {
     /// Connects to the cluster.
     pub(crate) async fn connect(&self) -> anyhow::Result<weir_client::Client> {
-        Ok(weir_client::Client::connect(&self.bootstrap).await?)
+        let mut config = weir_client::ClientConfig::new(&self.bootstrap);
+        // What a group's description shows for a client of this tool.
+        config.client_id = "weir".to_string();
+        Ok(weir_client::Client::with_config(config).await?)
     }
 }
 

@@ -230,6 +230,8 @@ fn list_text(topics: &TopicsJson) -> String {
 struct DescriptionJson {
     name: String,
     topic_id: String,
+    /// The first partition's replica count (every partition has as many).
+    replication_factor: usize,
     partitions: Vec<PartitionJson>,
     configs: Vec<ConfigJson>,
 }
@@ -275,6 +277,7 @@ impl From<pb::TopicDescription> for DescriptionJson {
         DescriptionJson {
             name: topic.name,
             topic_id: topic.topic_id,
+            replication_factor: topic.partitions.first().map_or(0, |p| p.replicas.len()),
             partitions: topic
                 .partitions
                 .into_iter()
@@ -294,12 +297,11 @@ impl From<pb::TopicDescription> for DescriptionJson {
 }
 
 fn describe_text(topic: &DescriptionJson) -> String {
-    let replication = topic.partitions.first().map_or(0, |p| p.replicas.len());
     let mut text = fields(&[
         ("Topic", topic.name.clone()),
         ("Id", topic.topic_id.clone()),
         ("Partitions", topic.partitions.len().to_string()),
-        ("Replication factor", replication.to_string()),
+        ("Replication factor", topic.replication_factor.to_string()),
     ]);
     text.push('\n');
     let mut table = output::table(

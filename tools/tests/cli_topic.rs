@@ -89,6 +89,7 @@ fn topics_are_created_listed_described_altered_grown_and_deleted() {
     // Describe: every partition led by node 1, and the configs with their sources.
     let described = weir(b, &["--output", "json", "topic", "describe", "orders"]).json();
     assert_eq!(described["name"], "orders");
+    assert_eq!(described["replication_factor"], 1);
     let partitions = described["partitions"].as_array().expect("partitions");
     assert_eq!(partitions.len(), 3, "{described:#}");
     for (i, p) in partitions.iter().enumerate() {
