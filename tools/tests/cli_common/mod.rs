@@ -323,9 +323,10 @@ pub struct Run {
 }
 
 impl Run {
-    /// Asserts the run succeeded; returns its standard output.
+    /// Asserts the run succeeded with nothing on standard error; returns its standard output.
     pub fn success(&self) -> &str {
         assert_eq!(self.code, Some(0), "weir failed: {self:#?}");
+        assert_eq!(self.stderr, "", "weir succeeded but complained: {self:#?}");
         self.stdout.as_str()
     }
 
