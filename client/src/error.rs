@@ -42,6 +42,21 @@ pub enum Error {
         /// How many partitions the topic has.
         count: usize,
     },
+    /// A consumer has no offset to start a partition at: its group committed none and
+    /// `auto_offset_reset` is `None`.
+    #[error(
+        "no offset to start {topic}-{partition} at: group {group:?} committed none and \
+         auto_offset_reset is None (seek the partition, or set auto_offset_reset to Earliest \
+         or Latest)"
+    )]
+    NoOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The consumer's group, if it has one.
+        group: Option<String>,
+    },
     /// A setting or an argument is not valid.
     #[error("invalid {what}: {reason}")]
     Invalid {

@@ -18,6 +18,7 @@
 
 mod admin;
 mod cluster;
+mod consumer;
 mod error;
 mod offsets;
 
@@ -25,6 +26,9 @@ use std::sync::Arc;
 
 pub use admin::{Admin, ClusterInfo, NewTopic, ResetTarget};
 pub use cluster::ClientConfig;
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, PartitionsCallback, SeekTo,
+};
 pub use error::{BrokerError, Error, Result};
 pub use offsets::OffsetSpec;
 /// The messages of Weir's gRPC API, which some admin answers are made of.
@@ -86,6 +90,11 @@ impl Client {
     /// Administration of topics, groups and the cluster.
     pub fn admin(&self) -> Admin {
         Admin::new(self.cluster.clone())
+    }
+
+    /// A consumer on this client's connections (see [`Consumer::new`]).
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        Consumer::new(self, config)
     }
 
     /// The number of partitions of `topic`.
