@@ -463,3 +463,75 @@ fn decode(tp: &TopicPartition, buf: &[u8], from: i64) -> Result<Vec<ConsumerReco
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use weir_proto::batch::{self, EncodeOptions, Record};
+
+    use super::decode;
+    use crate::TopicPartition;
+
+    fn batch(offsets: std::ops::Range<i64>, control: bool) -> Bytes {
+        let records: Vec<Record> = offsets
+            .map(|offset| Record {
+                key: Some(Bytes::from(format!("k{offset}"))),
+                value: Some(Bytes::from(format!("v{offset}"))),
+                headers: vec![("h".to_string(), None)],
+                timestamp: 1_000 + offset,
+                offset,
+            })
+            .collect();
+        let options = EncodeOptions {
+            control,
+            ..EncodeOptions::default()
+        };
+        let mut encoded = BytesMut::from(&batch::encode(&records, &options).unwrap()[..]);
+        batch::set_base_offset(&mut encoded, records[0].offset);
+        encoded.freeze()
+    }
+
+    fn offsets_from(buf: &[u8], from: i64) -> Vec<i64> {
+        decode(&TopicPartition::new("t", 0), buf, from)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect()
+    }
+
+    #[test]
+    fn records_below_the_fetch_offset_are_skipped() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&batch(0..5, false));
+        buf.extend_from_slice(&batch(5..10, false));
+        assert_eq!(offsets_from(&buf, 0), (0..10).collect::<Vec<_>>());
+        assert_eq!(offsets_from(&buf, 3), (3..10).collect::<Vec<_>>());
+        assert_eq!(offsets_from(&buf, 7), vec![7, 8, 9]);
+        assert_eq!(offsets_from(&buf, 10), Vec::<i64>::new());
+        let record = &decode(&TopicPartition::new("t", 0), &buf, 9).unwrap()[0];
+        assert_eq!(record.key.as_deref(), Some(&b"k9"[..]));
+        assert_eq!(record.value.as_deref(), Some(&b"v9"[..]));
+        assert_eq!(record.headers, vec![("h".to_string(), None)]);
+        assert_eq!(record.timestamp_ms, 1_009);
+        assert_eq!((record.topic.as_str(), record.partition), ("t", 0));
+    }
+
+    #[test]
+    fn control_batches_are_skipped() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&batch(0..3, false));
+        buf.extend_from_slice(&batch(3..4, true));
+        buf.extend_from_slice(&batch(4..6, false));
+        assert_eq!(offsets_from(&buf, 0), vec![0, 1, 2, 4, 5]);
+        assert_eq!(offsets_from(&buf, 3), vec![4, 5]);
+    }
+
+    #[test]
+    fn damaged_batches_are_an_error() {
+        let mut buf = BytesMut::from(&batch(0..3, false)[..]);
+        let last = buf.len() - 1;
+        buf[last] ^= 0xff;
+        let error = decode(&TopicPartition::new("t", 0), &buf, 0).unwrap_err();
+        assert!(matches!(error, crate::Error::Decode(_)), "{error:?}");
+    }
+}

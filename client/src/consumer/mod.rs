@@ -220,10 +220,10 @@ impl Consumer {
         state.mode = Mode::Manual;
         state.partitions.retain(|tp, _| partitions.contains(tp));
         for tp in partitions {
-            if !state.partitions.contains_key(&tp) {
-                let partition = self.shared.new_partition(start);
-                state.partitions.insert(tp, partition);
-            }
+            state
+                .partitions
+                .entry(tp)
+                .or_insert_with(|| self.shared.new_partition(start));
         }
         drop(state);
         self.shared.wake_fetcher.notify_one();
