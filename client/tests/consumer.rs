@@ -1,7 +1,8 @@
 //! The consumer against an in-process broker: partitions assigned by hand and seeks (to an
 //! offset, the beginning, the end, a time), a group of three splitting a topic and taking over
-//! a member's partitions when it leaves, commits that survive the consumer, and the errors of
-//! a partition with no offset to start at and of a topic that does not exist.
+//! a member's partitions when it leaves, a member the coordinator forgot rejoining, commits
+//! that survive the consumer, and the errors of a partition with no offset to start at and of
+//! a topic that does not exist.
 //!
 //! Test data is produced with the raw `Broker.Produce` RPC (structured records).
 
@@ -575,5 +576,85 @@ async fn no_offset_to_start_at_and_unknown_topics_are_errors() {
     let refused = reader.subscribe(&["strict"]).await;
     assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
     reader.close().await.unwrap();
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_the_coordinator_forgot_rejoins_from_the_committed_offsets() {
+    let (_dir, node, client) = setup().await;
+    create_topic(&client, "solo", 2).await;
+    let base_ms = recent_ms();
+    for partition in 0..2 {
+        produce(
+            &node,
+            "solo",
+            partition,
+            (0..10).map(|i| record(i, base_ms + i * 1000)).collect(),
+        )
+        .await;
+    }
+    let assigns = Arc::new(AtomicUsize::new(0));
+    let revokes = Arc::new(AtomicUsize::new(0));
+    let (assign_count, revoke_count) = (assigns.clone(), revokes.clone());
+    let mut consumer = client
+        .consumer(ConsumerConfig {
+            auto_commit: false,
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            on_assign: Some(Arc::new(move |_: &[TopicPartition]| {
+                assign_count.fetch_add(1, Ordering::SeqCst);
+            })),
+            on_revoke: Some(Arc::new(move |_: &[TopicPartition]| {
+                revoke_count.fetch_add(1, Ordering::SeqCst);
+            })),
+            ..ConsumerConfig::new("solo-readers")
+        })
+        .unwrap();
+    consumer.subscribe(&["solo"]).await.unwrap();
+    assert_eq!(recv_n(&mut consumer, 20).await.len(), 20);
+    consumer.commit().await.unwrap();
+    assert_eq!(assigns.load(Ordering::SeqCst), 1);
+
+    // The coordinator forgets the member, as when its session ends (here: it is made to
+    // leave behind its back). Its next heartbeat learns it, it loses its partitions and
+    // joins again.
+    let described = client.admin().describe_group("solo-readers").await.unwrap();
+    assert_eq!(described.members.len(), 1, "{described:?}");
+    let mut groups = weir_proto::v1::groups_client::GroupsClient::connect(format!(
+        "http://{}",
+        node.grpc_addr()
+    ))
+    .await
+    .unwrap();
+    groups
+        .heartbeat(pb::HeartbeatRequest {
+            group: "solo-readers".to_string(),
+            member_id: described.members[0].member_id.clone(),
+            member_epoch: -1,
+            rebalance_timeout_ms: -1,
+            ..pb::HeartbeatRequest::default()
+        })
+        .await
+        .expect("the member is removed");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while assigns.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the member rejoins in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        revokes.load(Ordering::SeqCst),
+        1,
+        "the lost partitions were revoked"
+    );
+    let mut owned = consumer.assignment();
+    owned.sort();
+    assert_eq!(owned, vec![tp("solo", 0), tp("solo", 1)]);
+
+    // It goes on from the committed offsets.
+    produce(&node, "solo", 1, vec![record(10, base_ms + 10_000)]).await;
+    check_record(&recv_n(&mut consumer, 1).await[0], 1, 10, 10, base_ms);
+    consumer.close().await.unwrap();
     node.shutdown().await.unwrap();
 }
