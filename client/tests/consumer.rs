@@ -576,6 +576,25 @@ async fn no_offset_to_start_at_and_unknown_topics_are_errors() {
     let refused = reader.subscribe(&["strict"]).await;
     assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
     reader.close().await.unwrap();
+
+    // A refusal of the coordinator that will not pass reaches recv.
+    let mut odd = client
+        .consumer(ConsumerConfig {
+            assignor: Some("bogus".to_string()),
+            ..ConsumerConfig::new("odd")
+        })
+        .unwrap();
+    odd.subscribe(&["strict"]).await.unwrap();
+    let error = tokio::time::timeout(WAIT, odd.recv())
+        .await
+        .expect("recv answers in time")
+        .expect_err("no such assignor");
+    assert_eq!(
+        error.kafka_error(),
+        Some(kafka_protocol::ResponseError::UnsupportedAssignor),
+        "{error}"
+    );
+    odd.close().await.unwrap();
     node.shutdown().await.unwrap();
 }
 

@@ -202,7 +202,9 @@ impl Consumer {
     /// already assigned keep their positions; new ones start at the group's committed offset
     /// (when the consumer has a group) or as `auto_offset_reset` says. Commits with a group
     /// are made as no member (generation -1), which the coordinator accepts while the group
-    /// has no members. Fails when the consumer has subscribed.
+    /// has no members. The positions of partitions no longer in `partitions` are dropped
+    /// without a commit (call [`commit`](Consumer::commit) first to keep them). Fails when the
+    /// consumer has subscribed.
     pub fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
         let start = if self.shared.config.group.is_some() {
             Start::Committed
