@@ -75,8 +75,9 @@ pub struct ConsumerConfig {
     /// before they are fetched.
     pub on_assign: Option<PartitionsCallback>,
     /// Called (on the consumer's background task) with the partitions taken from the
-    /// consumer, after their positions were committed (with `auto_commit`) and before another
-    /// member may get them.
+    /// consumer: in a rebalance after their positions were committed (with `auto_commit`) and
+    /// before another member may get them; on close; and when the coordinator fenced the
+    /// member (then nothing is committed: another member may own them already).
     pub on_revoke: Option<PartitionsCallback>,
 }
 

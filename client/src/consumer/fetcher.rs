@@ -334,8 +334,12 @@ async fn handle(shared: &Shared, done: Done, queue: &mpsc::Sender<Fetched>) -> R
     let answer = match done.result {
         Ok(answer) => answer,
         Err(error) => {
+            // The broker may be gone: connect again, and ask who leads its partitions now.
             if error.is_stale_metadata() || error.is_retriable() {
                 shared.cluster.forget(&done.address);
+                for part in &done.parts {
+                    shared.cluster.invalidate(&part.tp.topic);
+                }
             }
             for part in &done.parts {
                 partition_failed(shared, queue, part, error.clone()).await?;
