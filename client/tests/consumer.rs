@@ -6,18 +6,17 @@
 //!
 //! Test data is produced with the raw `Broker.Produce` RPC (structured records).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{TestNode, WAIT};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
-use weir_broker::clock::SystemClock;
-use weir_broker::config::{NodeConfig, Voter};
-use weir_broker::server::Node;
 use weir_client::proto as pb;
 use weir_client::{
     AutoOffsetReset, Client, Consumer, ConsumerConfig, ConsumerRecord, Error, NewTopic, SeekTo,
@@ -25,53 +24,11 @@ use weir_client::{
 };
 use weir_proto::v1::broker_client::BrokerClient;
 
-/// The bound on every wait.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A single node on loopback ports with small files, quick heartbeats and no topic
-/// auto-creation.
-async fn start_node(dir: &std::path::Path) -> Node {
-    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = NodeConfig {
-        data_dir: dir.to_path_buf(),
-        kafka_addr: any_port,
-        grpc_addr: any_port,
-        internal_addr: any_port,
-        http_addr: any_port,
-        advertised_kafka_addr: any_port.to_string(),
-        advertised_grpc_addr: any_port.to_string(),
-        advertised_internal_addr: any_port.to_string(),
-        broker_heartbeat_interval_ms: 50,
-        controller_heartbeat_interval_ms: 50,
-        controller_election_timeout_min_ms: 150,
-        controller_election_timeout_max_ms: 300,
-        log_segment_bytes: 1024 * 1024,
-        offsets_topic_num_partitions: 2,
-        offsets_topic_segment_bytes: 1024 * 1024,
-        group_initial_rebalance_delay_ms: 100,
-        group_consumer_heartbeat_interval_ms: 100,
-        auto_create_topics: false,
-        ..NodeConfig::default()
-    };
-    config.controller_voters = vec![Voter {
-        node_id: 1,
-        address: any_port.to_string(),
-    }];
-    let node = Node::start(config, Arc::new(SystemClock))
-        .await
-        .expect("the node starts");
-    assert!(node.wait_until_live(WAIT).await, "the broker becomes live");
-    node
-}
-
 /// A node and a client connected to it.
-async fn setup() -> (tempfile::TempDir, Node, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let node = start_node(dir.path()).await;
-    let client = Client::connect(&node.grpc_addr().to_string())
-        .await
-        .unwrap();
-    (dir, node, client)
+async fn setup() -> (TestNode, Client) {
+    let node = common::start().await;
+    let client = Client::connect(&node.bootstrap()).await.unwrap();
+    (node, client)
 }
 
 async fn create_topic(client: &Client, topic: &str, partitions: i32) {
@@ -108,8 +65,8 @@ fn record(i: i64, timestamp_ms: i64) -> pb::Record {
 
 /// Appends `records` to a partition with acks=all, retrying while its leader is not ready;
 /// returns the base offset.
-async fn produce(node: &Node, topic: &str, partition: i32, records: Vec<pb::Record>) -> i64 {
-    let mut broker = BrokerClient::connect(format!("http://{}", node.grpc_addr()))
+async fn produce(node: &TestNode, topic: &str, partition: i32, records: Vec<pb::Record>) -> i64 {
+    let mut broker = BrokerClient::connect(format!("http://{}", node.bootstrap()))
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -187,7 +144,7 @@ fn recent_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assigned_partitions_are_read_and_seeks_move_the_position() {
-    let (_dir, node, client) = setup().await;
+    let (node, client) = setup().await;
     create_topic(&client, "seek", 2).await;
     let base_ms = recent_ms();
     produce(
@@ -278,7 +235,7 @@ async fn assigned_partitions_are_read_and_seeks_move_the_position() {
     assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
 
     consumer.close().await.unwrap();
-    node.shutdown().await.unwrap();
+    node.shutdown().await;
 }
 
 /// One group member in a task: what it owns (kept by its callbacks), how often they were
@@ -391,7 +348,7 @@ async fn wait_owned(members: &[&Member], counts: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_splits_a_topic_and_takes_over_a_leaving_members_partitions() {
-    let (_dir, node, client) = setup().await;
+    let (node, client) = setup().await;
     create_topic(&client, "work", 6).await;
     for partition in 0..6 {
         for chunk in 0..4 {
@@ -458,12 +415,12 @@ async fn a_group_splits_a_topic_and_takes_over_a_leaving_members_partitions() {
     for member in members {
         member.stop().await.close().await.unwrap();
     }
-    node.shutdown().await.unwrap();
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_the_consumer() {
-    let (_dir, node, client) = setup().await;
+    let (node, client) = setup().await;
     create_topic(&client, "ledger", 1).await;
     let base_ms = recent_ms();
     produce(
@@ -518,12 +475,12 @@ async fn committed_offsets_survive_the_consumer() {
     third.subscribe(&["ledger"]).await.unwrap();
     check_record(&recv_n(&mut third, 1).await[0], 0, 70, 70, base_ms);
     third.close().await.unwrap();
-    node.shutdown().await.unwrap();
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_offset_to_start_at_and_unknown_topics_are_errors() {
-    let (_dir, node, client) = setup().await;
+    let (node, client) = setup().await;
     create_topic(&client, "strict", 1).await;
     produce(&node, "strict", 0, vec![record(0, recent_ms())]).await;
     let strict = tp("strict", 0);
@@ -595,12 +552,12 @@ async fn no_offset_to_start_at_and_unknown_topics_are_errors() {
         "{error}"
     );
     odd.close().await.unwrap();
-    node.shutdown().await.unwrap();
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_the_coordinator_forgot_rejoins_from_the_committed_offsets() {
-    let (_dir, node, client) = setup().await;
+    let (node, client) = setup().await;
     create_topic(&client, "solo", 2).await;
     let base_ms = recent_ms();
     for partition in 0..2 {
@@ -640,7 +597,7 @@ async fn a_member_the_coordinator_forgot_rejoins_from_the_committed_offsets() {
     assert_eq!(described.members.len(), 1, "{described:?}");
     let mut groups = weir_proto::v1::groups_client::GroupsClient::connect(format!(
         "http://{}",
-        node.grpc_addr()
+        node.bootstrap()
     ))
     .await
     .unwrap();
@@ -675,5 +632,5 @@ async fn a_member_the_coordinator_forgot_rejoins_from_the_committed_offsets() {
     produce(&node, "solo", 1, vec![record(10, base_ms + 10_000)]).await;
     check_record(&recv_n(&mut consumer, 1).await[0], 1, 10, 10, base_ms);
     consumer.close().await.unwrap();
-    node.shutdown().await.unwrap();
+    node.shutdown().await;
 }

@@ -36,8 +36,8 @@ impl TestNode {
 }
 
 /// The configuration of a single test node keeping its data in `dir`: every listener on a
-/// free loopback port, small segments (they are preallocated), a small offsets topic, and
-/// groups that rebalance at once.
+/// free loopback port, small segments (they are preallocated), a small offsets topic, quick
+/// heartbeats and rebalances, and no topic auto-creation.
 pub fn config(dir: &std::path::Path) -> NodeConfig {
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
     NodeConfig {
@@ -54,9 +54,11 @@ pub fn config(dir: &std::path::Path) -> NodeConfig {
         controller_election_timeout_min_ms: 150,
         controller_election_timeout_max_ms: 300,
         log_segment_bytes: 1024 * 1024,
-        offsets_topic_num_partitions: 4,
+        offsets_topic_num_partitions: 2,
         offsets_topic_segment_bytes: 1024 * 1024,
-        group_initial_rebalance_delay_ms: 0,
+        group_initial_rebalance_delay_ms: 100,
+        group_consumer_heartbeat_interval_ms: 100,
+        auto_create_topics: false,
         controller_voters: vec![Voter {
             node_id: 1,
             address: any_port.to_string(),
