@@ -21,6 +21,7 @@ mod cluster;
 mod consumer;
 mod error;
 mod offsets;
+mod producer;
 
 use std::sync::Arc;
 
@@ -31,6 +32,12 @@ pub use consumer::{
 };
 pub use error::{BrokerError, Error, Result};
 pub use offsets::OffsetSpec;
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, murmur2,
+    murmur2_partition,
+};
+/// The compression codecs of record batches (Kafka's `compression.type`).
+pub use weir_proto::batch::Compression;
 /// The messages of Weir's gRPC API, which some admin answers are made of.
 pub use weir_proto::v1 as proto;
 
@@ -95,6 +102,11 @@ impl Client {
     /// A consumer on this client's connections (see [`Consumer::new`]).
     pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
         Consumer::new(self, config)
+    }
+
+    /// A [`Producer`] sending through this client's connections (see [`Producer::new`]).
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
+        Producer::new(self, config)
     }
 
     /// The number of partitions of `topic`.
