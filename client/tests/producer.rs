@@ -709,3 +709,39 @@ async fn flush_and_close_deliver_what_lingers() -> Result<()> {
     clone.flush().await?;
     node.stop().await
 }
+
+#[tokio::test]
+async fn a_record_fails_once_its_delivery_timeout_passes() -> Result<()> {
+    let node = TestNode::start().await?;
+    node.create_topic("gone", 1).await?;
+    let delivery_timeout = Duration::from_secs(1);
+    let producer = node.client.producer(ProducerConfig {
+        delivery_timeout,
+        retry_backoff: Duration::from_millis(20),
+        ..ProducerConfig::default()
+    })?;
+    let first = producer
+        .send(ProducerRecord::new("gone").value("before"))
+        .await?;
+    ensure!(tokio::time::timeout(WAIT, first).await??.offset == 0);
+
+    // The only broker goes away: the record is retried until its delivery timeout.
+    node.stop().await?;
+    let started = std::time::Instant::now();
+    let delivery = producer
+        .send(ProducerRecord::new("gone").value("after"))
+        .await?;
+    let error = tokio::time::timeout(WAIT, delivery)
+        .await?
+        .err()
+        .context("no broker acknowledges the record")?;
+    ensure!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    ensure!(error.to_string().contains("delivery_timeout"), "{error}");
+    ensure!(
+        started.elapsed() >= delivery_timeout,
+        "failed before its timeout: {error}"
+    );
+    // Nothing is left to deliver, so closing does not wait.
+    tokio::time::timeout(WAIT, producer.close()).await??;
+    Ok(())
+}

@@ -426,8 +426,8 @@ impl<W> Accumulator<W> {
 
     /// The in-flight batch of `tp` failed with a retriable `error`: it is sent again, the
     /// same bytes, after a backoff (`retry_backoff` doubled on each retry, at most a
-    /// second), unless that passes its delivery timeout; then it is taken out and returned,
-    /// to fail.
+    /// second). If its delivery timeout has passed, it is taken out and returned instead, to
+    /// fail; if it passes during the backoff, [`drain`](Self::drain) expires it then.
     pub(crate) fn retry(
         &mut self,
         tp: &TopicPartition,
@@ -439,14 +439,13 @@ impl<W> Accumulator<W> {
         assert!(queue.in_flight, "{tp} has a batch in flight");
         let front = queue.batches.front_mut().expect("a batch in flight");
         front.last_error = Some(error);
-        let backoff = backoff(first, front.attempts);
-        if now + backoff >= front.deadline {
+        if now >= front.deadline {
             let batch = self.pop(tp);
             self.drop_if_empty(tp);
             return Some(batch);
         }
+        front.retry_at = Some(now + backoff(first, front.attempts));
         front.attempts += 1;
-        front.retry_at = Some(now + backoff);
         queue.in_flight = false;
         None
     }

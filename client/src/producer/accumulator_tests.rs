@@ -133,19 +133,31 @@ fn a_failed_numbered_batch_starts_a_new_producer_id() {
 }
 
 #[test]
-fn a_retry_past_the_delivery_timeout_fails_and_renumbers() {
+fn a_retried_batch_fails_at_its_delivery_timeout_and_renumbers() {
     let now = Instant::now();
     let mut acc = Accumulator::new(settings(1 << 20, true));
     acc.set_producer_id(7, 0);
     append(&mut acc, &tp(0), 0, 1, now);
     assert_eq!(drain(&mut acc, now + LINGER).len(), 1);
+    // The backoff ends after the deadline: the batch waits for the deadline, then expires.
     let late = now + TIMEOUT - Duration::from_millis(10);
-    let failed = acc.retry(&tp(0), retriable(), late);
-    let failed = failed.expect("out of time");
-    assert!(failed.last_error.is_some());
-    assert!(acc.needs_producer_id() || acc.is_empty());
-    append(&mut acc, &tp(0), 1, 1, late);
+    assert!(acc.retry(&tp(0), retriable(), late).is_none());
+    assert_eq!(acc.next_wakeup(late), Some(now + TIMEOUT));
+    assert!(acc.drain(late).expired.is_empty());
+    let drained = acc.drain(now + TIMEOUT);
+    assert!(drained.ready.is_empty());
+    let (_, expired) = drained.expired.into_iter().next().expect("expired");
+    assert!(expired.last_error.is_some());
+    assert_eq!(expired.attempts, 1);
+    // Its sequences may or may not be in the log: the next batch needs a new producer id.
+    append(&mut acc, &tp(0), 1, 1, now + TIMEOUT);
     assert!(acc.needs_producer_id());
+
+    // A failure reported after the deadline fails at once.
+    acc.set_producer_id(8, 0);
+    let later = now + TIMEOUT + LINGER;
+    assert_eq!(drain(&mut acc, later), vec![(0, 8, 0, 1)]);
+    assert!(acc.retry(&tp(0), retriable(), later + TIMEOUT).is_some());
 }
 
 #[test]
