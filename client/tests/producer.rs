@@ -745,3 +745,55 @@ async fn a_record_fails_once_its_delivery_timeout_passes() -> Result<()> {
     tokio::time::timeout(WAIT, producer.close()).await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_send_from_many_tasks_in_order() -> Result<()> {
+    let node = TestNode::start().await?;
+    node.create_topic("many", 3).await?;
+    let producer = node.client.producer(ProducerConfig {
+        batch_size: 4096,
+        ..ProducerConfig::default()
+    })?;
+    let mut tasks = Vec::new();
+    for task in 0..6 {
+        let producer = producer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            for i in 0..300 {
+                let record = ProducerRecord::new("many")
+                    .key(format!("task-{task}"))
+                    .value(format!("{task}:{i}"));
+                deliveries.push(producer.send(record).await?);
+            }
+            delivered(deliveries).await
+        }));
+    }
+    let mut broker = node.broker().await?;
+    let mut stored = BTreeMap::new();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(tokio::time::timeout(WAIT, task).await???);
+    }
+    for partition in 0..3 {
+        for record in read_records(&mut broker, "many", partition).await? {
+            stored.insert((partition, record.offset), record.value);
+        }
+    }
+    ensure!(stored.len() == 6 * 300, "{} records", stored.len());
+    for (task, metadata) in results.iter().enumerate() {
+        let key = format!("task-{task}");
+        let partition = murmur2_partition(key.as_bytes(), 3);
+        // A key's records are in the order they were sent.
+        ensure!(metadata.windows(2).all(|w| w[0].offset < w[1].offset));
+        for (i, m) in metadata.iter().enumerate() {
+            ensure!(m.partition == partition);
+            let value = stored.get(&(m.partition, m.offset)).cloned().flatten();
+            ensure!(
+                value.as_deref() == Some(format!("{task}:{i}").as_bytes()),
+                "{m:?}"
+            );
+        }
+    }
+    producer.close().await?;
+    node.stop().await
+}
