@@ -2,8 +2,9 @@
 //! RPC, batching, compression, partitioning (also against librdkafka), idempotence, bad
 //! input, backpressure, flush and close.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,6 @@ use kafka_protocol::ResponseError;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 use weir_broker::clock::SystemClock;
-use weir_broker::config::{NodeConfig, Voter};
 use weir_broker::server::Node;
 use weir_client::proto as pb;
 use weir_client::{
@@ -37,7 +37,7 @@ struct TestNode {
 impl TestNode {
     async fn start() -> Result<TestNode> {
         let dir = tempfile::tempdir()?;
-        let node = Node::start(config(dir.path()), Arc::new(SystemClock)).await?;
+        let node = Node::start(common::config(dir.path()), Arc::new(SystemClock)).await?;
         ensure!(node.wait_until_live(WAIT).await, "the broker becomes live");
         let client = Client::connect(&node.grpc_addr().to_string()).await?;
         Ok(TestNode {
@@ -65,35 +65,6 @@ impl TestNode {
         self.node.shutdown().await?;
         Ok(())
     }
-}
-
-/// A single node on loopback ports, with small segments.
-fn config(dir: &std::path::Path) -> NodeConfig {
-    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("an address");
-    let mut config = NodeConfig {
-        data_dir: dir.to_path_buf(),
-        kafka_addr: any_port,
-        grpc_addr: any_port,
-        internal_addr: any_port,
-        http_addr: any_port,
-        advertised_kafka_addr: any_port.to_string(),
-        advertised_grpc_addr: any_port.to_string(),
-        advertised_internal_addr: any_port.to_string(),
-        broker_heartbeat_interval_ms: 50,
-        controller_heartbeat_interval_ms: 50,
-        controller_election_timeout_min_ms: 150,
-        controller_election_timeout_max_ms: 300,
-        log_segment_bytes: 1024 * 1024,
-        offsets_topic_num_partitions: 1,
-        offsets_topic_segment_bytes: 1024 * 1024,
-        group_initial_rebalance_delay_ms: 0,
-        ..NodeConfig::default()
-    };
-    config.controller_voters = vec![Voter {
-        node_id: 1,
-        address: any_port.to_string(),
-    }];
-    config
 }
 
 /// Every record of a partition, read with Fetch in RECORDS format.
