@@ -54,7 +54,7 @@ struct ResetArgs {
     to_latest: bool,
     /// To the first record at or after a time, RFC 3339 (e.g. 2026-12-07T10:00:00Z); a
     /// partition with no such record goes to its end.
-    #[arg(long, value_name = "DATETIME", value_parser = parse_datetime_ms)]
+    #[arg(long, value_name = "DATETIME", value_parser = crate::args::parse_time)]
     to_datetime: Option<i64>,
     /// By this many records from the committed offset (negative: back), within the log.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
@@ -78,21 +78,6 @@ impl ResetArgs {
             unreachable!("clap requires one target")
         }
     }
-}
-
-/// Parses an RFC 3339 date and time (or one without an offset, taken as UTC) into ms since
-/// the Unix epoch.
-fn parse_datetime_ms(text: &str) -> Result<i64, String> {
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_millis());
-    }
-    if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Ok(time.and_utc().timestamp_millis());
-    }
-    Err(format!(
-        "`{text}` is not a date and time: use RFC 3339, e.g. 2026-12-07T10:00:00Z or \
-         2026-12-07T11:00:00+01:00"
-    ))
 }
 
 /// Runs `weir group`.
@@ -413,23 +398,4 @@ fn reset_text(plan: &ResetJson) -> String {
 #[derive(Debug, Serialize)]
 struct DeletedJson {
     deleted: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datetimes_are_rfc_3339_or_utc_without_an_offset() {
-        // 2026-12-07T10:00:00Z
-        let ten = 1_796_637_600_000;
-        assert_eq!(parse_datetime_ms("2026-12-07T10:00:00Z"), Ok(ten));
-        assert_eq!(parse_datetime_ms("2026-12-07T11:00:00+01:00"), Ok(ten));
-        assert_eq!(parse_datetime_ms("2026-12-07T10:00:00"), Ok(ten));
-        assert_eq!(parse_datetime_ms("2026-12-07T10:00:00.250Z"), Ok(ten + 250));
-        for bad in ["yesterday", "2026-12-07", "2026-13-07T10:00:00Z", ""] {
-            let err = parse_datetime_ms(bad).unwrap_err();
-            assert!(err.contains("is not a date and time"), "{bad}: {err}");
-        }
-    }
 }

@@ -16,11 +16,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod args;
 mod cluster;
+mod consume;
 mod dev_cluster;
 mod dump_log;
 mod group;
 mod output;
+mod perf;
+mod produce;
 mod topic;
 
 use output::Output;
@@ -70,6 +74,12 @@ enum Command {
     Group(group::GroupArgs),
     /// The cluster's brokers and its controller quorum.
     Cluster(cluster::ClusterArgs),
+    /// Produce one record per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records, one per line.
+    Consume(consume::ConsumeArgs),
+    /// Load tests: throughput, and latency percentiles from an HDR histogram.
+    Perf(perf::PerfArgs),
     /// Run a local cluster of `weir-broker` processes for development.
     DevCluster(dev_cluster::DevClusterArgs),
     /// Print the record batches of a log segment file (like kafka-dump-log).
@@ -94,6 +104,27 @@ fn main() -> ExitCode {
         Command::Topic(args) => block_on(topic::run(args, global)),
         Command::Group(args) => block_on(group::run(args, global)),
         Command::Cluster(args) => block_on(cluster::run(args, global)),
+        Command::Produce(args) => block_on(async {
+            produce::run(
+                args,
+                &global.connect().await?,
+                global.output == Output::Json,
+            )
+            .await
+        }),
+        Command::Consume(args) => block_on(async {
+            consume::run(
+                args,
+                &global.connect().await?,
+                global.output == Output::Json,
+            )
+            .await
+        }),
+        Command::Perf(args) => multi_threaded(perf::run(
+            args,
+            &global.bootstrap,
+            global.output == Output::Json,
+        )),
         Command::DevCluster(args) => dev_cluster::run(args, global),
         Command::DumpLog(args) => dump_log::run(args),
     };
@@ -112,6 +143,16 @@ fn main() -> ExitCode {
 /// is all the admin commands make.
 fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(command)
+}
+
+/// Runs a load test on a multi-threaded runtime: the client's background tasks and the
+/// load's own run side by side.
+fn multi_threaded(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?

@@ -1,0 +1,286 @@
+//! The load over the Kafka wire protocol, through librdkafka.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::acks::{Acked, Acks};
+use super::report::{Report, latency_histogram, record};
+use super::{Kind, LoadArgs, Pacer, Protocol, progress, sent_micros, value};
+use crate::args::AcksArg;
+
+/// How long metadata and admin calls may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) async fn run(kind: Kind, load: &LoadArgs, bootstrap: &str) -> anyhow::Result<Report> {
+    debug_assert_eq!(load.protocol, Protocol::Kafka);
+    let partitions = ensure_topic(load, bootstrap).await?;
+    let deadline = Instant::now() + load.timeout();
+    match kind {
+        Kind::Produce => {
+            let bar = progress(load, "produced");
+            let start = Instant::now();
+            let acks = produce(load, bootstrap, Instant::now(), &bar, deadline).await?;
+            bar.finish_and_clear();
+            Ok(Report::new(
+                kind,
+                "kafka",
+                load.records,
+                load.records * load.record_size as u64,
+                start.elapsed(),
+                Some(acks.latency),
+            ))
+        }
+        Kind::Consume => {
+            let consumer = consumer(load, bootstrap, partitions, Offset::Beginning)?;
+            let bar = progress(load, "consumed");
+            let start = Instant::now();
+            let (records, bytes, _) = consume(&consumer, load, None, &bar, deadline).await?;
+            bar.finish_and_clear();
+            Ok(Report::new(
+                kind,
+                "kafka",
+                records,
+                bytes,
+                start.elapsed(),
+                None,
+            ))
+        }
+        Kind::EndToEnd => {
+            let ends = high_watermarks(load, bootstrap, partitions).await?;
+            let consumer = consumer_at(load, bootstrap, &ends)?;
+            let bar = progress(load, "arrived");
+            let origin = Instant::now();
+            let consuming = consume(&consumer, load, Some(origin), &bar, deadline);
+            let hidden = indicatif::ProgressBar::hidden();
+            let producing = produce(load, bootstrap, origin, &hidden, deadline);
+            let (consumed, produced) = tokio::join!(consuming, producing);
+            produced?;
+            let (records, bytes, latency) = consumed?;
+            bar.finish_and_clear();
+            Ok(Report::new(
+                kind,
+                "kafka",
+                records,
+                bytes,
+                origin.elapsed(),
+                latency,
+            ))
+        }
+    }
+}
+
+fn base_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "weir-perf")
+        .set("log_level", "3");
+    config
+}
+
+/// Creates the topic if it does not exist; answers its partition count.
+async fn ensure_topic(load: &LoadArgs, bootstrap: &str) -> anyhow::Result<i32> {
+    let admin: AdminClient<DefaultClientContext> = base_config(bootstrap)
+        .create()
+        .context("cannot make a Kafka admin client")?;
+    let new = NewTopic::new(&load.topic, load.partitions, TopicReplication::Fixed(-1));
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)),
+        )
+        .await
+        .with_context(|| format!("cannot reach a Kafka broker at {bootstrap}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("cannot create topic {topic:?}: {code}"),
+        }
+    }
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(&load.topic), ADMIN_TIMEOUT)
+        .with_context(|| format!("no metadata from the Kafka broker at {bootstrap}"))?;
+    let topic = metadata
+        .topics()
+        .first()
+        .with_context(|| format!("the broker did not describe topic {:?}", load.topic))?;
+    if let Some(error) = topic.error() {
+        anyhow::bail!("topic {:?}: {:?}", load.topic, error);
+    }
+    Ok(i32::try_from(topic.partitions().len())?)
+}
+
+/// Sends `load.records` records; each value carries its send time since `origin`.
+async fn produce(
+    load: &LoadArgs,
+    bootstrap: &str,
+    origin: Instant,
+    bar: &indicatif::ProgressBar,
+    deadline: Instant,
+) -> anyhow::Result<Acked> {
+    let acks = match load.acks {
+        AcksArg::All => "all",
+        AcksArg::Leader => "1",
+        AcksArg::None => "0",
+    };
+    let producer: FutureProducer = base_config(bootstrap)
+        .set("acks", acks)
+        .set(
+            "enable.idempotence",
+            (load.acks == AcksArg::All).to_string(),
+        )
+        .set("compression.type", load.compression.name())
+        .set("linger.ms", load.linger_ms.to_string())
+        .set("batch.size", load.batch_size.to_string())
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .context("cannot make a Kafka producer")?;
+    let mut acks = Acks::start(bar.clone());
+    let pacer = Pacer::new(load.rate);
+    for sent in 0..load.records {
+        pacer.wait(sent).await;
+        let payload = value(load.record_size, micros_since(origin));
+        let started = Instant::now();
+        let delivery = loop {
+            match producer.send_result(FutureRecord::<(), _>::to(&load.topic).payload(&payload)) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if Instant::now() > deadline {
+                        anyhow::bail!("timed out: the producer's queue stayed full");
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => anyhow::bail!("cannot send a record: {e}"),
+            }
+        };
+        acks.push(started, async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(_) => Err("the producer dropped the record".to_string()),
+            }
+        })
+        .await?;
+    }
+    producer
+        .flush(deadline.saturating_duration_since(Instant::now()))
+        .context("timed out flushing the producer")?;
+    acks.finish(deadline).await
+}
+
+fn micros_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn consumer(
+    load: &LoadArgs,
+    bootstrap: &str,
+    partitions: i32,
+    offset: Offset,
+) -> anyhow::Result<StreamConsumer> {
+    let list: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, offset)).collect();
+    assigned(load, bootstrap, &list)
+}
+
+fn consumer_at(
+    load: &LoadArgs,
+    bootstrap: &str,
+    offsets: &[(i32, i64)],
+) -> anyhow::Result<StreamConsumer> {
+    let list: Vec<(i32, Offset)> = offsets
+        .iter()
+        .map(|&(p, o)| (p, Offset::Offset(o)))
+        .collect();
+    assigned(load, bootstrap, &list)
+}
+
+fn assigned(
+    load: &LoadArgs,
+    bootstrap: &str,
+    offsets: &[(i32, Offset)],
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = base_config(bootstrap)
+        .set("group.id", "weir-perf")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .context("cannot make a Kafka consumer")?;
+    let mut list = TopicPartitionList::new();
+    for &(partition, offset) in offsets {
+        list.add_partition_offset(&load.topic, partition, offset)?;
+    }
+    consumer.assign(&list)?;
+    Ok(consumer)
+}
+
+/// Each partition's high watermark, where an end-to-end consumer starts.
+async fn high_watermarks(
+    load: &LoadArgs,
+    bootstrap: &str,
+    partitions: i32,
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let consumer: StreamConsumer = base_config(bootstrap)
+        .create()
+        .context("cannot make a Kafka consumer")?;
+    let topic = load.topic.clone();
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, ADMIN_TIMEOUT)
+                    .with_context(|| format!("no offsets for partition {p} of {topic:?}"))?;
+                Ok((p, high))
+            })
+            .collect()
+    })
+    .await?
+}
+
+/// Reads `load.records` records; with `origin`, measures their end-to-end latency.
+async fn consume(
+    consumer: &StreamConsumer,
+    load: &LoadArgs,
+    origin: Option<Instant>,
+    bar: &indicatif::ProgressBar,
+    deadline: Instant,
+) -> anyhow::Result<(u64, u64, Option<hdrhistogram::Histogram<u64>>)> {
+    let mut latency = origin.map(|_| latency_histogram());
+    let mut records = 0;
+    let mut bytes = 0;
+    let mut stream = consumer.stream();
+    while records < load.records {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, stream.next())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "timed out after {records} of {} records: is the topic shorter? (--timeout-secs)",
+                    load.records
+                )
+            })?
+            .context("the consumer stopped")??;
+        let payload = message.payload().unwrap_or_default();
+        if let (Some(origin), Some(histogram), Some(sent)) =
+            (origin, latency.as_mut(), sent_micros(payload))
+        {
+            let now = micros_since(origin);
+            record(histogram, Duration::from_micros(now.saturating_sub(sent)));
+        }
+        records += 1;
+        bytes += payload.len() as u64;
+        bar.inc(1);
+    }
+    Ok((records, bytes, latency))
+}
