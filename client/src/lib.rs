@@ -9,10 +9,25 @@
 //!
 //! ```no_run
 //! # async fn example() -> weir_client::Result<()> {
-//! use weir_client::{Client, NewTopic};
+//! use weir_client::{Client, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord};
 //!
 //! let client = Client::connect("127.0.0.1:9093").await?;
-//! client.admin().create_topic(NewTopic::new("greetings").partitions(3)).await?;
+//! client.admin().create_topic(NewTopic::new("orders").partitions(6)).await?;
+//!
+//! let producer = client.producer(ProducerConfig::default())?;
+//! let delivery = producer
+//!     .send(ProducerRecord::new("orders").key("alice").value("signed up"))
+//!     .await?; // waits only for room in the buffer
+//! let stored = delivery.await?; // the broker acknowledged it
+//! println!("partition {} offset {}", stored.partition, stored.offset);
+//! producer.close().await?; // sends what lingers, waits for every ack
+//!
+//! let mut consumer = client.consumer(ConsumerConfig::new("billing"))?;
+//! consumer.subscribe(&["orders"]).await?;
+//! let record = consumer.recv().await?; // or consumer.stream()
+//! println!("{:?}", record.value);
+//! consumer.commit().await?; // what recv handed out (auto-commit does it every 5 s)
+//! consumer.close().await?; // commits and leaves the group
 //! # Ok(()) }
 //! ```
 

@@ -1,5 +1,5 @@
 //! Three `weir-broker` processes on 127.0.0.1, every one a controller voter and a broker, as
-//! `tools/local-cluster.sh` runs them: a node can be killed and started again on the same
+//! `weir dev-cluster start` runs them: a node can be killed and started again on the same
 //! ports and data directory.
 
 use std::path::{Path, PathBuf};

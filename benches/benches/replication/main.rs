@@ -17,7 +17,7 @@
 //!
 //! The broker is built as `data_path` builds it (`cargo build --profile bench -p
 //! weir-broker`; `WEIR_BROKER_BIN` runs another binary and skips the build). Three nodes run
-//! as `tools/local-cluster.sh` runs them: node ids 1 to 3, every one a controller voter
+//! as `weir dev-cluster start` runs them: node ids 1 to 3, every one a controller voter
 //! (`--controller-voters`) and a broker, every listener on a port of 127.0.0.1 chosen free
 //! beforehand (so that a killed node can start again on the same ones), each with its data in
 //! a new directory under `target/tmp/` (or `WEIR_BENCH_DIR`), removed at the end. Their
