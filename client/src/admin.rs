@@ -270,36 +270,39 @@ impl Admin {
 
     /// A group's state, members and their assignments, and committed offsets with lag.
     pub async fn describe_group(&self, group: &str) -> Result<pb::GroupDescription> {
-        self.on_coordinator(group, |mut groups| async move {
-            Ok(groups
-                .describe_group(pb::DescribeGroupRequest {
-                    group: group.to_string(),
-                })
-                .await?
-                .into_inner())
-        })
-        .await
+        self.cluster
+            .on_coordinator(group, "the group's coordinator", |mut groups| async move {
+                Ok(groups
+                    .describe_group(pb::DescribeGroupRequest {
+                        group: group.to_string(),
+                    })
+                    .await?
+                    .into_inner())
+            })
+            .await
     }
 
     /// A group's committed offsets (every partition it committed for).
     pub async fn fetch_offsets(&self, group: &str) -> Result<Vec<pb::CommittedOffset>> {
-        self.on_coordinator(group, |mut groups| async move {
-            Ok(groups
-                .fetch_offsets(pb::FetchOffsetsRequest {
-                    group: group.to_string(),
-                    partitions: Vec::new(),
-                })
-                .await?
-                .into_inner()
-                .offsets)
-        })
-        .await
+        self.cluster
+            .on_coordinator(group, "the group's coordinator", |mut groups| async move {
+                Ok(groups
+                    .fetch_offsets(pb::FetchOffsetsRequest {
+                        group: group.to_string(),
+                        partitions: Vec::new(),
+                    })
+                    .await?
+                    .into_inner()
+                    .offsets)
+            })
+            .await
     }
 
     /// Deletes a group that has no members, with its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         let results = self
-            .on_coordinator(group, |mut groups| async move {
+            .cluster
+            .on_coordinator(group, "the group's coordinator", |mut groups| async move {
                 Ok(groups
                     .delete_groups(pb::DeleteGroupsRequest {
                         groups: vec![group.to_string()],
@@ -343,36 +346,17 @@ impl Admin {
             target: Some(target),
             dry_run,
         };
-        self.on_coordinator(group, |mut groups| {
-            let request = request.clone();
-            async move {
-                Ok(groups
-                    .reset_offsets(request)
-                    .await
-                    .map_err(|status| not_found_as_unknown_topic(status.into(), topic))?
-                    .into_inner()
-                    .partitions)
-            }
-        })
-        .await
-    }
-
-    /// Runs `call` on the group's coordinator, finding it again when it moved.
-    async fn on_coordinator<T, F, Fut>(&self, group: &str, call: F) -> Result<T>
-    where
-        F: Fn(GroupsClient<tonic::transport::Channel>) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
         self.cluster
-            .retry("the group's coordinator", || async {
-                let groups = self.cluster.coordinator_client(group).await?;
-                let result = call(groups).await;
-                if let Err(e) = &result
-                    && e.is_stale_coordinator()
-                {
-                    self.cluster.invalidate_coordinator(group);
+            .on_coordinator(group, "the group's coordinator", |mut groups| {
+                let request = request.clone();
+                async move {
+                    Ok(groups
+                        .reset_offsets(request)
+                        .await
+                        .map_err(|status| not_found_as_unknown_topic(status.into(), topic))?
+                        .into_inner()
+                        .partitions)
                 }
-                result
             })
             .await
     }

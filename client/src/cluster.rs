@@ -333,6 +333,31 @@ impl Cluster {
         Ok(GroupsClient::new(self.channel(&address).await?))
     }
 
+    /// Calls `call` on the group's coordinator, finding it again and retrying while it moves
+    /// (or another failure that passes lasts).
+    pub(crate) async fn on_coordinator<T, F, Fut>(
+        &self,
+        group: &str,
+        what: &str,
+        call: F,
+    ) -> Result<T>
+    where
+        F: Fn(GroupsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.retry(what, || async {
+            let groups = self.coordinator_client(group).await?;
+            let result = call(groups).await;
+            if let Err(e) = &result
+                && e.is_stale_coordinator()
+            {
+                self.invalidate_coordinator(group);
+            }
+            result
+        })
+        .await
+    }
+
     /// Forgets a group's coordinator, so the next call finds it again.
     pub(crate) fn invalidate_coordinator(&self, group: &str) {
         let removed = self

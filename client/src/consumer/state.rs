@@ -19,7 +19,6 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use weir_proto::v1 as pb;
-use weir_proto::v1::groups_client::GroupsClient;
 
 use super::config::ConsumerConfig;
 use crate::TopicPartition;
@@ -157,26 +156,6 @@ impl Shared {
             .collect()
     }
 
-    /// Calls `call` on the group's coordinator, finding it again and retrying while it moves.
-    async fn on_coordinator<T, F, Fut>(&self, group: &str, what: &str, call: F) -> Result<T>
-    where
-        F: Fn(GroupsClient<tonic::transport::Channel>) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        self.cluster
-            .retry(what, || async {
-                let groups = self.cluster.coordinator_client(group).await?;
-                let result = call(groups).await;
-                if let Err(e) = &result
-                    && e.is_stale_coordinator()
-                {
-                    self.cluster.invalidate_coordinator(group);
-                }
-                result
-            })
-            .await
-    }
-
     /// Commits `offsets` for the group: as its member when subscribed, else as no member
     /// (generation -1), which the coordinator accepts while the group has no members.
     pub(super) async fn commit(&self, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
@@ -198,6 +177,7 @@ impl Shared {
         loop {
             let request = self.commit_request(group, commits.clone());
             let result = self
+                .cluster
                 .on_coordinator(group, "committing offsets", |mut groups| {
                     let request = request.clone();
                     async move {
@@ -267,6 +247,7 @@ impl Shared {
                 .collect(),
         };
         let answer = self
+            .cluster
             .on_coordinator(group, "committed offsets", |mut groups| {
                 let request = request.clone();
                 async move { Ok(groups.fetch_offsets(request).await?.into_inner()) }
