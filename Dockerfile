@@ -30,7 +30,8 @@ COPY . .
 RUN cargo build --release --locked -p weir-broker -p weir-tools \
     && install -D -m 0755 target/release/weir-broker target/release/weir -t /out
 
-# ---- runtime: glibc is all the binaries need (librdkafka is only a test dependency)
+# ---- runtime: glibc is all the binaries need (librdkafka, for `weir perf --protocol kafka`,
+#      is built from source and linked statically, without TLS or SASL)
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG WEIR_UID=10001
 RUN groupadd --system --gid ${WEIR_UID} weir \
