@@ -72,8 +72,30 @@ pub(super) async fn run(kind: Kind, load: &LoadArgs, bootstrap: &str) -> anyhow:
     }
 }
 
-/// Creates the topic if it does not exist; answers its partition count.
+/// Creates the topic if it does not exist and waits until every partition's leader takes
+/// records; answers the partition count.
 async fn ensure_topic(client: &Client, load: &LoadArgs) -> anyhow::Result<usize> {
+    let count = create_topic(client, load).await?;
+    // A new partition refuses records while its leader opens its log; with acks=0 the
+    // producer never hears of it and the records are lost. The offsets are answered (the
+    // client retrying meanwhile) once the leader is ready.
+    for partition in 0..count {
+        let partition = i32::try_from(partition).expect("few partitions");
+        client
+            .list_offset(&load.topic, partition, OffsetSpec::Latest)
+            .await
+            .with_context(|| {
+                format!(
+                    "partition {partition} of topic {:?} is not ready",
+                    load.topic
+                )
+            })?;
+    }
+    Ok(count)
+}
+
+/// Creates the topic if it does not exist; answers its partition count.
+async fn create_topic(client: &Client, load: &LoadArgs) -> anyhow::Result<usize> {
     match client.partition_count(&load.topic).await {
         Ok(count) => return Ok(count),
         Err(Error::UnknownTopic(_)) => {}
