@@ -18,8 +18,13 @@ use super::report::{Report, latency_histogram, record};
 use super::{Kind, LoadArgs, Pacer, Protocol, progress, sent_micros, value};
 use crate::args::AcksArg;
 
-/// How long metadata and admin calls may take.
+/// How long metadata and admin calls may take (at most; `--timeout-secs` may say less).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one metadata or admin call of `load` may take.
+fn admin_timeout(load: &LoadArgs) -> Duration {
+    ADMIN_TIMEOUT.min(load.timeout())
+}
 
 pub(super) async fn run(kind: Kind, load: &LoadArgs, bootstrap: &str) -> anyhow::Result<Report> {
     debug_assert_eq!(load.protocol, Protocol::Kafka);
@@ -94,11 +99,14 @@ async fn ensure_topic(load: &LoadArgs, bootstrap: &str) -> anyhow::Result<i32> {
         .create()
         .context("cannot make a Kafka admin client")?;
     let new = NewTopic::new(&load.topic, load.partitions, TopicReplication::Fixed(-1));
+    // Without a request timeout, librdkafka waits its socket timeout (a minute) for a broker
+    // that is not there.
+    let timeout = admin_timeout(load);
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let results = admin
-        .create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)),
-        )
+        .create_topics([&new], &options)
         .await
         .with_context(|| format!("cannot reach a Kafka broker at {bootstrap}"))?;
     for result in results {
@@ -109,7 +117,7 @@ async fn ensure_topic(load: &LoadArgs, bootstrap: &str) -> anyhow::Result<i32> {
     }
     let metadata = admin
         .inner()
-        .fetch_metadata(Some(&load.topic), ADMIN_TIMEOUT)
+        .fetch_metadata(Some(&load.topic), timeout)
         .with_context(|| format!("no metadata from the Kafka broker at {bootstrap}"))?;
     let topic = metadata
         .topics()
@@ -235,11 +243,12 @@ async fn high_watermarks(
         .create()
         .context("cannot make a Kafka consumer")?;
     let topic = load.topic.clone();
+    let timeout = admin_timeout(load);
     tokio::task::spawn_blocking(move || {
         (0..partitions)
             .map(|p| {
                 let (_, high) = consumer
-                    .fetch_watermarks(&topic, p, ADMIN_TIMEOUT)
+                    .fetch_watermarks(&topic, p, timeout)
                     .with_context(|| format!("no offsets for partition {p} of {topic:?}"))?;
                 Ok((p, high))
             })
