@@ -5,7 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -280,6 +280,40 @@ impl TestNode {
         })
     }
 
+    /// The high watermark of each of `topic`'s first `partitions` partitions (the raw
+    /// `Broker.ListOffsets` RPC), retrying while a partition's log opens.
+    pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
+        self.runtime.block_on(async {
+            let mut broker = BrokerClient::new(self.channel().await);
+            let request = pb::ListOffsetsRequest {
+                partitions: (0..partitions)
+                    .map(|partition| pb::OffsetQuery {
+                        topic: topic.to_string(),
+                        partition,
+                        spec: pb::OffsetSpec::Latest as i32,
+                        timestamp_ms: 0,
+                    })
+                    .collect(),
+            };
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let answer = broker
+                    .list_offsets(request.clone())
+                    .await
+                    .expect("ListOffsets answered")
+                    .into_inner();
+                match answer.partitions.iter().find_map(|p| p.error.as_ref()) {
+                    None => return answer.partitions.iter().map(|p| p.offset).collect(),
+                    Some(error) => assert!(
+                        Instant::now() < deadline,
+                        "the offsets of {topic} in time: {error:?}"
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+
     /// The group's committed offsets of `topic` as partition → offset.
     pub fn committed(&self, group: &str, topic: &str) -> BTreeMap<i32, i64> {
         self.runtime.block_on(async {
@@ -373,14 +407,44 @@ pub fn weir(bootstrap: &str, args: &[&str]) -> Run {
     run(&mut command)
 }
 
+/// Runs `weir --bootstrap BOOTSTRAP ARGS...` with `input` on its standard input to
+/// completion (killed after [`WAIT`]).
+pub fn weir_with_input(bootstrap: &str, args: &[&str], input: &str) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .env_remove("WEIR_BOOTSTRAP")
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .args(args);
+    run_with_input(&mut command, Some(input))
+}
+
 /// Runs `command` to completion, killing it after [`WAIT`].
 pub fn run(command: &mut Command) -> Run {
+    run_with_input(command, None)
+}
+
+/// Runs `command` with `input` (or nothing) on its standard input to completion, killing it
+/// after [`WAIT`].
+pub fn run_with_input(command: &mut Command, input: Option<&str>) -> Run {
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("weir starts");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_string();
+        // A thread of its own, so a full pipe cannot block the wait below; closing the pipe
+        // ends the input. A command that stops reading early is not a failure here.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
     let stdout = drain(child.stdout.take().expect("piped"));
     let stderr = drain(child.stderr.take().expect("piped"));
     let deadline = Instant::now() + WAIT;
