@@ -466,6 +466,33 @@ impl fmt::Display for Origin {
 }
 
 impl NodeConfig {
+    /// A single node that is its own only controller voter, keeps its data in `dir`, binds
+    /// every listener to a free loopback port (advertising the port it got), and heartbeats
+    /// and holds elections every few tens of milliseconds: a node embedded in a test or a
+    /// tool, which is live within a second of starting. Every other setting is the default.
+    pub fn single_node_on_loopback(dir: &Path) -> NodeConfig {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        NodeConfig {
+            data_dir: dir.to_path_buf(),
+            kafka_addr: any_port,
+            grpc_addr: any_port,
+            internal_addr: any_port,
+            http_addr: any_port,
+            advertised_kafka_addr: any_port.to_string(),
+            advertised_grpc_addr: any_port.to_string(),
+            advertised_internal_addr: any_port.to_string(),
+            broker_heartbeat_interval_ms: 50,
+            controller_heartbeat_interval_ms: 50,
+            controller_election_timeout_min_ms: 150,
+            controller_election_timeout_max_ms: 300,
+            controller_voters: vec![Voter {
+                node_id: 1,
+                address: any_port.to_string(),
+            }],
+            ..NodeConfig::default()
+        }
+    }
+
     /// Loads the configuration from the defaults, the config file (`args.config`, else the
     /// variable `WEIR_CONFIG`), the `WEIR_<KEY>` variables that `env` returns, and `args`,
     /// each overriding the ones before; then validates it.

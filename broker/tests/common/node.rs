@@ -1,7 +1,6 @@
 //! A single node, its own controller voter and a live broker, on loopback ports: the
 //! controller alone (`start_single_node`), or the whole node (`start`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,27 +62,7 @@ pub async fn start_single_node(dir: &std::path::Path, kafka_addr: &str) -> Contr
 /// The configuration of a single test node keeping its data in `dir`: every listener on a
 /// free loopback port, and heartbeats and elections fast enough for tests.
 pub fn single_node_config(dir: &std::path::Path) -> NodeConfig {
-    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut config = NodeConfig {
-        data_dir: dir.to_path_buf(),
-        kafka_addr: any_port,
-        grpc_addr: any_port,
-        internal_addr: any_port,
-        http_addr: any_port,
-        advertised_kafka_addr: any_port.to_string(),
-        advertised_grpc_addr: any_port.to_string(),
-        advertised_internal_addr: any_port.to_string(),
-        broker_heartbeat_interval_ms: 50,
-        controller_heartbeat_interval_ms: 50,
-        controller_election_timeout_min_ms: 150,
-        controller_election_timeout_max_ms: 300,
-        ..NodeConfig::default()
-    };
-    config.controller_voters = vec![Voter {
-        node_id: 1,
-        address: any_port.to_string(),
-    }];
-    config
+    NodeConfig::single_node_on_loopback(dir)
 }
 
 /// Starts a whole node (storage, controller, broker, front ends) with `config` and waits

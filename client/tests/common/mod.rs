@@ -2,12 +2,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use weir_broker::clock::SystemClock;
-use weir_broker::config::{NodeConfig, Voter};
+use weir_broker::config::NodeConfig;
 use weir_broker::server::Node;
 
 /// The bound on every wait of the tests.
@@ -39,31 +38,14 @@ impl TestNode {
 /// free loopback port, small segments (they are preallocated), a small offsets topic, quick
 /// heartbeats and rebalances, and no topic auto-creation.
 pub fn config(dir: &std::path::Path) -> NodeConfig {
-    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
     NodeConfig {
-        data_dir: dir.to_path_buf(),
-        kafka_addr: any_port,
-        grpc_addr: any_port,
-        internal_addr: any_port,
-        http_addr: any_port,
-        advertised_kafka_addr: any_port.to_string(),
-        advertised_grpc_addr: any_port.to_string(),
-        advertised_internal_addr: any_port.to_string(),
-        broker_heartbeat_interval_ms: 50,
-        controller_heartbeat_interval_ms: 50,
-        controller_election_timeout_min_ms: 150,
-        controller_election_timeout_max_ms: 300,
         log_segment_bytes: 1024 * 1024,
         offsets_topic_num_partitions: 2,
         offsets_topic_segment_bytes: 1024 * 1024,
         group_initial_rebalance_delay_ms: 100,
         group_consumer_heartbeat_interval_ms: 100,
         auto_create_topics: false,
-        controller_voters: vec![Voter {
-            node_id: 1,
-            address: any_port.to_string(),
-        }],
-        ..NodeConfig::default()
+        ..NodeConfig::single_node_on_loopback(dir)
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tonic::transport::Channel;
 use weir_broker::clock::SystemClock;
-use weir_broker::config::{NodeConfig, Voter};
+use weir_broker::config::NodeConfig;
 use weir_broker::server::Node;
 use weir_proto::v1 as pb;
 use weir_proto::v1::broker_client::BrokerClient;
@@ -40,30 +39,13 @@ impl TestNode {
             .enable_all()
             .build()
             .unwrap();
-        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut config = NodeConfig {
-            data_dir: dir.path().to_path_buf(),
-            kafka_addr: any_port,
-            grpc_addr: any_port,
-            internal_addr: any_port,
-            http_addr: any_port,
-            advertised_kafka_addr: any_port.to_string(),
-            advertised_grpc_addr: any_port.to_string(),
-            advertised_internal_addr: any_port.to_string(),
-            broker_heartbeat_interval_ms: 50,
-            controller_heartbeat_interval_ms: 50,
-            controller_election_timeout_min_ms: 150,
-            controller_election_timeout_max_ms: 300,
+        let config = NodeConfig {
             log_segment_bytes: 1024 * 1024,
             group_initial_rebalance_delay_ms: 300,
             offsets_topic_num_partitions: 4,
             offsets_topic_segment_bytes: 1024 * 1024,
-            ..NodeConfig::default()
+            ..NodeConfig::single_node_on_loopback(dir.path())
         };
-        config.controller_voters = vec![Voter {
-            node_id: 1,
-            address: any_port.to_string(),
-        }];
         let node = runtime.block_on(async {
             let node = Node::start(config, Arc::new(SystemClock))
                 .await
