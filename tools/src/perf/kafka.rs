@@ -3,19 +3,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::acks::{Acked, Acks};
-use super::report::{Report, latency_histogram, record};
-use super::{Kind, LoadArgs, Pacer, Protocol, progress, sent_micros, value};
+use super::{Arrivals, Driver, LoadArgs, Pacer, Protocol, micros_since, value};
 use crate::args::AcksArg;
 
 /// How long metadata and admin calls may take (at most; `--timeout-secs` may say less).
@@ -26,61 +24,81 @@ fn admin_timeout(load: &LoadArgs) -> Duration {
     ADMIN_TIMEOUT.min(load.timeout())
 }
 
-pub(super) async fn run(kind: Kind, load: &LoadArgs, bootstrap: &str) -> anyhow::Result<Report> {
-    debug_assert_eq!(load.protocol, Protocol::Kafka);
-    let partitions = ensure_topic(load, bootstrap).await?;
-    let deadline = Instant::now() + load.timeout();
-    match kind {
-        Kind::Produce => {
-            let bar = progress(load, "produced");
-            let start = Instant::now();
-            let acks = produce(load, bootstrap, Instant::now(), &bar, deadline).await?;
-            bar.finish_and_clear();
-            Ok(Report::new(
-                kind,
-                "kafka",
-                load.records,
-                load.records * load.record_size as u64,
-                start.elapsed(),
-                Some(acks.latency),
-            ))
-        }
-        Kind::Consume => {
-            let consumer = consumer(load, bootstrap, partitions, Offset::Beginning)?;
-            let bar = progress(load, "consumed");
-            let start = Instant::now();
-            let (records, bytes, _) = consume(&consumer, load, None, &bar, deadline).await?;
-            bar.finish_and_clear();
-            Ok(Report::new(
-                kind,
-                "kafka",
-                records,
-                bytes,
-                start.elapsed(),
-                None,
-            ))
-        }
-        Kind::EndToEnd => {
-            let ends = high_watermarks(load, bootstrap, partitions).await?;
-            let consumer = consumer_at(load, bootstrap, &ends)?;
-            let bar = progress(load, "arrived");
-            let origin = Instant::now();
-            let consuming = consume(&consumer, load, Some(origin), &bar, deadline);
-            let hidden = indicatif::ProgressBar::hidden();
-            let producing = produce(load, bootstrap, origin, &hidden, deadline);
-            let (consumed, produced) = tokio::join!(consuming, producing);
-            produced?;
-            let (records, bytes, latency) = consumed?;
-            bar.finish_and_clear();
-            Ok(Report::new(
-                kind,
-                "kafka",
-                records,
-                bytes,
-                origin.elapsed(),
-                latency,
-            ))
-        }
+/// The load through librdkafka.
+#[derive(Debug)]
+pub(super) struct Kafka {
+    bootstrap: String,
+    partitions: i32,
+}
+
+impl Kafka {
+    /// Creates the topic if it does not exist.
+    pub(super) async fn connect(load: &LoadArgs, bootstrap: &str) -> anyhow::Result<Kafka> {
+        debug_assert_eq!(load.protocol, Protocol::Kafka);
+        let partitions = ensure_topic(load, bootstrap).await?;
+        Ok(Kafka {
+            bootstrap: bootstrap.to_string(),
+            partitions,
+        })
+    }
+}
+
+impl Driver for Kafka {
+    const PROTOCOL: &'static str = "kafka";
+    type Reader = BaseConsumer;
+
+    async fn produce(
+        &self,
+        load: &LoadArgs,
+        origin: Instant,
+        bar: &indicatif::ProgressBar,
+        deadline: Instant,
+    ) -> anyhow::Result<Acked> {
+        produce(load, &self.bootstrap, origin, bar, deadline).await
+    }
+
+    async fn reader(&self, load: &LoadArgs, from_end: bool) -> anyhow::Result<BaseConsumer> {
+        let offsets: Vec<(i32, Offset)> = if from_end {
+            high_watermarks(load, &self.bootstrap, self.partitions)
+                .await?
+                .into_iter()
+                .map(|(p, end)| (p, Offset::Offset(end)))
+                .collect()
+        } else {
+            (0..self.partitions)
+                .map(|p| (p, Offset::Beginning))
+                .collect()
+        };
+        assigned(load, &self.bootstrap, &offsets)
+    }
+
+    /// Polls on a thread of its own: librdkafka's own consumer loop, with no async
+    /// wake-up per record.
+    async fn read(
+        &self,
+        consumer: BaseConsumer,
+        load: &LoadArgs,
+        mut arrivals: Arrivals,
+        deadline: Instant,
+    ) -> anyhow::Result<Arrivals> {
+        let load = load.clone();
+        tokio::task::spawn_blocking(move || {
+            while !arrivals.complete(&load) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(arrivals.timed_out(&load));
+                }
+                match consumer.poll(left.min(Duration::from_millis(100))) {
+                    Some(message) => {
+                        let message = message.context("the consumer failed")?;
+                        arrivals.arrived(message.payload().unwrap_or_default());
+                    }
+                    None => continue,
+                }
+            }
+            Ok(arrivals)
+        })
+        .await?
     }
 }
 
@@ -188,38 +206,13 @@ async fn produce(
     acks.finish(deadline).await
 }
 
-fn micros_since(origin: Instant) -> u64 {
-    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-fn consumer(
-    load: &LoadArgs,
-    bootstrap: &str,
-    partitions: i32,
-    offset: Offset,
-) -> anyhow::Result<StreamConsumer> {
-    let list: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, offset)).collect();
-    assigned(load, bootstrap, &list)
-}
-
-fn consumer_at(
-    load: &LoadArgs,
-    bootstrap: &str,
-    offsets: &[(i32, i64)],
-) -> anyhow::Result<StreamConsumer> {
-    let list: Vec<(i32, Offset)> = offsets
-        .iter()
-        .map(|&(p, o)| (p, Offset::Offset(o)))
-        .collect();
-    assigned(load, bootstrap, &list)
-}
-
+/// A consumer of the topic's partitions at `offsets`.
 fn assigned(
     load: &LoadArgs,
     bootstrap: &str,
     offsets: &[(i32, Offset)],
-) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = base_config(bootstrap)
+) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = base_config(bootstrap)
         .set("group.id", "weir-perf")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
@@ -239,7 +232,7 @@ async fn high_watermarks(
     bootstrap: &str,
     partitions: i32,
 ) -> anyhow::Result<Vec<(i32, i64)>> {
-    let consumer: StreamConsumer = base_config(bootstrap)
+    let consumer: BaseConsumer = base_config(bootstrap)
         .create()
         .context("cannot make a Kafka consumer")?;
     let topic = load.topic.clone();
@@ -255,41 +248,4 @@ async fn high_watermarks(
             .collect()
     })
     .await?
-}
-
-/// Reads `load.records` records; with `origin`, measures their end-to-end latency.
-async fn consume(
-    consumer: &StreamConsumer,
-    load: &LoadArgs,
-    origin: Option<Instant>,
-    bar: &indicatif::ProgressBar,
-    deadline: Instant,
-) -> anyhow::Result<(u64, u64, Option<hdrhistogram::Histogram<u64>>)> {
-    let mut latency = origin.map(|_| latency_histogram());
-    let mut records = 0;
-    let mut bytes = 0;
-    let mut stream = consumer.stream();
-    while records < load.records {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = tokio::time::timeout(left, stream.next())
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "timed out after {records} of {} records: is the topic shorter? (--timeout-secs)",
-                    load.records
-                )
-            })?
-            .context("the consumer stopped")??;
-        let payload = message.payload().unwrap_or_default();
-        if let (Some(origin), Some(histogram), Some(sent)) =
-            (origin, latency.as_mut(), sent_micros(payload))
-        {
-            let now = micros_since(origin);
-            record(histogram, Duration::from_micros(now.saturating_sub(sent)));
-        }
-        records += 1;
-        bytes += payload.len() as u64;
-        bar.inc(1);
-    }
-    Ok((records, bytes, latency))
 }

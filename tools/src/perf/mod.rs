@@ -15,6 +15,10 @@ mod report;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+
+use self::acks::Acked;
+use self::report::Report;
 
 use crate::args::{AcksArg, CompressionArg};
 
@@ -116,8 +120,10 @@ pub(crate) async fn run(args: &PerfArgs, bootstrap: &str, json: bool) -> anyhow:
     };
     load.validate()?;
     let report = match load.protocol {
-        Protocol::Grpc => grpc::run(kind, load, bootstrap).await?,
-        Protocol::Kafka => kafka::run(kind, load, bootstrap).await?,
+        Protocol::Grpc => measure(kind, load, &grpc::Grpc::connect(load, bootstrap).await?).await?,
+        Protocol::Kafka => {
+            measure(kind, load, &kafka::Kafka::connect(load, bootstrap).await?).await?
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -125,6 +131,154 @@ pub(crate) async fn run(args: &PerfArgs, bootstrap: &str, json: bool) -> anyhow:
         print!("{}", report.to_text());
     }
     Ok(())
+}
+
+/// One protocol's producer and consumer for a load, on a topic that is ready.
+trait Driver {
+    /// How it goes into reports.
+    const PROTOCOL: &'static str;
+    /// Where it reads.
+    type Reader;
+
+    /// Sends `load.records` records, each value carrying its send time since `origin` (see
+    /// [`value`]); answers their latencies from send to acknowledgement.
+    async fn produce(
+        &self,
+        load: &LoadArgs,
+        origin: Instant,
+        bar: &indicatif::ProgressBar,
+        deadline: Instant,
+    ) -> anyhow::Result<Acked>;
+
+    /// A reader of every partition of the topic, from the beginning or from the end as it is
+    /// now (so that records sent afterwards are all read).
+    async fn reader(&self, load: &LoadArgs, from_end: bool) -> anyhow::Result<Self::Reader>;
+
+    /// Reads until `arrivals` has `load.records` records, or fails at `deadline`.
+    async fn read(
+        &self,
+        reader: Self::Reader,
+        load: &LoadArgs,
+        arrivals: Arrivals,
+        deadline: Instant,
+    ) -> anyhow::Result<Arrivals>;
+}
+
+/// Runs `load` as `kind` says with `driver`.
+async fn measure<D: Driver>(kind: Kind, load: &LoadArgs, driver: &D) -> anyhow::Result<Report> {
+    let deadline = Instant::now() + load.timeout();
+    let report = match kind {
+        Kind::Produce => {
+            let bar = progress(load, "produced");
+            let start = Instant::now();
+            let acked = driver.produce(load, start, &bar, deadline).await?;
+            bar.finish_and_clear();
+            let bytes = load.records * load.record_size as u64;
+            Report::new(
+                kind,
+                D::PROTOCOL,
+                load.records,
+                bytes,
+                start.elapsed(),
+                Some(acked.latency),
+            )
+        }
+        Kind::Consume => {
+            let reader = driver.reader(load, false).await?;
+            let bar = progress(load, "consumed");
+            let start = Instant::now();
+            let arrivals = Arrivals::new(None, bar.clone());
+            let arrivals = driver.read(reader, load, arrivals, deadline).await?;
+            bar.finish_and_clear();
+            Report::new(
+                kind,
+                D::PROTOCOL,
+                arrivals.records,
+                arrivals.bytes,
+                start.elapsed(),
+                None,
+            )
+        }
+        Kind::EndToEnd => {
+            let reader = driver.reader(load, true).await?;
+            let bar = progress(load, "arrived");
+            let origin = Instant::now();
+            let arrivals = Arrivals::new(Some(origin), bar.clone());
+            let hidden = indicatif::ProgressBar::hidden();
+            let (read, produced) = tokio::join!(
+                driver.read(reader, load, arrivals, deadline),
+                driver.produce(load, origin, &hidden, deadline)
+            );
+            produced?;
+            let arrivals = read?;
+            bar.finish_and_clear();
+            let elapsed = origin.elapsed();
+            Report::new(
+                kind,
+                D::PROTOCOL,
+                arrivals.records,
+                arrivals.bytes,
+                elapsed,
+                arrivals.latency,
+            )
+        }
+    };
+    Ok(report)
+}
+
+/// What a reader of the load counts: records, bytes and, end to end, each record's latency
+/// from its send time (in its value) to its arrival.
+#[derive(Debug)]
+struct Arrivals {
+    origin: Option<Instant>,
+    latency: Option<Histogram<u64>>,
+    records: u64,
+    bytes: u64,
+    bar: indicatif::ProgressBar,
+}
+
+impl Arrivals {
+    fn new(origin: Option<Instant>, bar: indicatif::ProgressBar) -> Arrivals {
+        Arrivals {
+            origin,
+            latency: origin.map(|_| report::latency_histogram()),
+            records: 0,
+            bytes: 0,
+            bar,
+        }
+    }
+
+    /// Counts a record whose value is `payload`.
+    fn arrived(&mut self, payload: &[u8]) {
+        if let (Some(origin), Some(histogram), Some(sent)) =
+            (self.origin, self.latency.as_mut(), sent_micros(payload))
+        {
+            let now = micros_since(origin);
+            report::record(histogram, Duration::from_micros(now.saturating_sub(sent)));
+        }
+        self.records += 1;
+        self.bytes += payload.len() as u64;
+        self.bar.inc(1);
+    }
+
+    /// Whether every record of `load` arrived.
+    fn complete(&self, load: &LoadArgs) -> bool {
+        self.records >= load.records
+    }
+
+    /// The error of a read that ran out of time.
+    fn timed_out(&self, load: &LoadArgs) -> anyhow::Error {
+        anyhow::anyhow!(
+            "timed out after {} of {} records: is the topic shorter? (--timeout-secs)",
+            self.records,
+            load.records
+        )
+    }
+}
+
+/// Microseconds since `origin`.
+fn micros_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What a load measures.
