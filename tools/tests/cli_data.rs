@@ -788,6 +788,9 @@ fn perf_over_the_kafka_protocol_produces_consumes_and_measures_e2e() {
         "100",
         "--partitions",
         "3",
+        // librdkafka's own settings pass through.
+        "--kafka-config",
+        "compression.type=lz4",
     ];
     let text = perf_text(kafka, "produce", &produce);
     assert!(
@@ -835,6 +838,12 @@ fn perf_over_the_kafka_protocol_produces_consumes_and_measures_e2e() {
     );
     assert_latency_line(&text, "send to arrival");
     assert_eq!(node.high_watermarks("kload", 3).iter().sum::<i64>(), 20_000);
+
+    // A property librdkafka does not know is an error that names it.
+    let mut bad = vec!["perf", "produce"];
+    bad.extend_from_slice(&produce);
+    bad.extend_from_slice(&["--kafka-config", "no.such.property=1", "--quiet"]);
+    weir(kafka, &bad).one_line_failure("no.such.property");
 
     // What the Kafka producer sent, `weir consume` reads over gRPC.
     let values = weir(

@@ -111,6 +111,14 @@ fn base_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
+/// `config` with the user's `--kafka-config` properties on top.
+fn with_user_config(mut config: ClientConfig, load: &LoadArgs) -> ClientConfig {
+    for (name, value) in &load.kafka_config {
+        config.set(name, value);
+    }
+    config
+}
+
 /// Creates the topic if it does not exist; answers its partition count.
 async fn ensure_topic(load: &LoadArgs, bootstrap: &str) -> anyhow::Result<i32> {
     let admin: AdminClient<DefaultClientContext> = base_config(bootstrap)
@@ -160,7 +168,8 @@ async fn produce(
         AcksArg::Leader => "1",
         AcksArg::None => "0",
     };
-    let producer: FutureProducer = base_config(bootstrap)
+    let mut config = base_config(bootstrap);
+    config
         .set("acks", acks)
         .set(
             "enable.idempotence",
@@ -170,7 +179,8 @@ async fn produce(
         .set("linger.ms", load.linger_ms.to_string())
         .set("batch.size", load.batch_size.to_string())
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("message.timeout.ms", "120000")
+        .set("message.timeout.ms", "120000");
+    let producer: FutureProducer = with_user_config(config, load)
         .create()
         .context("cannot make a Kafka producer")?;
     let mut acks = Acks::start(bar.clone());
@@ -212,10 +222,12 @@ fn assigned(
     bootstrap: &str,
     offsets: &[(i32, Offset)],
 ) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = base_config(bootstrap)
+    let mut config = base_config(bootstrap);
+    config
         .set("group.id", "weir-perf")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", "100");
+    let consumer: BaseConsumer = with_user_config(config, load)
         .create()
         .context("cannot make a Kafka consumer")?;
     let mut list = TopicPartitionList::new();

@@ -88,6 +88,19 @@ pub(crate) struct LoadArgs {
     /// No progress bar (it goes to standard error).
     #[arg(long)]
     quiet: bool,
+    /// With `--protocol kafka`, a librdkafka property for the producer and the consumer
+    /// (e.g. `--kafka-config queue.buffering.max.ms=0`, `--kafka-config debug=fetch`);
+    /// repeat for more. It overrides the tool's own settings.
+    #[arg(long = "kafka-config", value_name = "NAME=VALUE", value_parser = parse_property)]
+    kafka_config: Vec<(String, String)>,
+}
+
+/// Parses `NAME=VALUE`.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
 }
 
 impl LoadArgs {
