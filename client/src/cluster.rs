@@ -11,7 +11,7 @@ use weir_proto::v1::admin_client::AdminClient;
 use weir_proto::v1::broker_client::BrokerClient;
 use weir_proto::v1::groups_client::GroupsClient;
 
-use crate::error::{Error, Result};
+use crate::error::{BrokerError, Error, Result};
 
 /// The largest gRPC message the client accepts: a fetch answers up to its `max_bytes`.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -170,9 +170,13 @@ impl Cluster {
                 }
             };
             match call(channel).await {
-                Err(e @ Error::Broker(_)) if is_transport(&e) => {
+                Err(Error::Broker(broker)) if is_transport(&broker) => {
                     self.forget(&address);
-                    last = Some(e);
+                    // Name the address: "transport error" alone does not say where.
+                    last = Some(Error::Unreachable {
+                        address: address.clone(),
+                        reason: broker.to_string(),
+                    });
                 }
                 result => return result,
             }
@@ -266,7 +270,7 @@ impl Cluster {
                 return Ok((info, address));
             }
         }
-        Err(Error::Broker(crate::error::BrokerError {
+        Err(Error::Broker(BrokerError {
             code: tonic::Code::Unavailable,
             kafka_code: Some(kafka_protocol::ResponseError::LeaderNotAvailable.code()),
             message: format!(
@@ -410,13 +414,12 @@ impl Cluster {
     }
 }
 
-/// Whether a status came from the transport (the connection broke) rather than the broker.
-fn is_transport(error: &Error) -> bool {
-    match error {
-        Error::Broker(broker) => {
-            broker.kafka_code.is_none()
-                && matches!(broker.code, tonic::Code::Unavailable | tonic::Code::Unknown)
-        }
-        _ => false,
-    }
+/// Whether a refusal came from the transport (the connection broke, or what answers is not
+/// a Weir gRPC listener) rather than from a broker, which always names a Kafka error.
+fn is_transport(broker: &BrokerError) -> bool {
+    broker.kafka_code.is_none()
+        && matches!(
+            broker.code,
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Unimplemented
+        )
 }

@@ -122,6 +122,18 @@ async fn errors_say_what_was_wrong_and_what_to_do() {
         "{error}"
     );
 
+    // Something answers on the Kafka and HTTP ports, but not Weir's gRPC API.
+    for other in [node.kafka(), node.node.http_addr().to_string()] {
+        let error = Client::connect(&other).await.unwrap_err();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("cannot reach a Weir broker at {other}")),
+            "{text}"
+        );
+        assert!(text.contains("its gRPC address"), "{text}");
+    }
+
     node.shutdown().await;
 
     // Nothing listens there any more.
