@@ -3,7 +3,7 @@
 use weir_proto::v1 as pb;
 
 use crate::cluster::Cluster;
-use crate::error::{Result, check};
+use crate::error::{BrokerError, Error, Result, check};
 
 /// Which offset of a partition to look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,16 @@ pub(crate) async fn list_offset(
                     })
                     .await?
                     .into_inner();
-                let answer = answer.partitions.pop().unwrap_or_default();
+                let answer = answer.partitions.pop().ok_or_else(|| {
+                    Error::Broker(BrokerError {
+                        code: tonic::Code::Internal,
+                        kafka_code: None,
+                        message: format!(
+                            "the broker answered ListOffsets without partition {partition} of \
+                             topic {topic:?}"
+                        ),
+                    })
+                })?;
                 check(answer.error)?;
                 Ok(answer.offset)
             }
