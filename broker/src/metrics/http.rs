@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
@@ -92,18 +92,26 @@ pub(crate) async fn serve(
     }
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics() -> Response {
     // Rendering walks every series: off the async threads, as a large broker has many.
-    let text = tokio::task::spawn_blocking(super::render)
-        .await
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    match tokio::task::spawn_blocking(super::render).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rendering the metrics failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn ready(health: Health) -> (StatusCode, String) {
