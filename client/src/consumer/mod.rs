@@ -406,7 +406,12 @@ impl Consumer {
         }
         if let Some(member) = self.member.take() {
             // It ends at its next turn, once what it is doing (a heartbeat, a commit) is done.
-            let _ = member.await;
+            // It is never aborted, so the only failure is a panic: a bug, surfaced here.
+            if let Err(e) = member.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
         }
         if self.shared.config.group.is_none() {
             return Ok(());
