@@ -102,6 +102,14 @@ mod tests {
         ];
         for (key, expected) in cases {
             assert_eq!(murmur2(key), expected, "{}", String::from_utf8_lossy(key));
+            // Kafka's rule: the hash made positive, modulo the partition count.
+            for partitions in 1..=12 {
+                let count = usize::try_from(partitions).unwrap();
+                assert_eq!(
+                    murmur2_partition(key, count),
+                    (expected & 0x7fff_ffff) % partitions
+                );
+            }
         }
     }
 
